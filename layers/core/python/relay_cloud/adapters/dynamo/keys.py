@@ -1,0 +1,67 @@
+"""Key builders for the single table: every pk/sk/gsi key is spelled here and nowhere else.
+
+Secrets that act as lookup keys (session ids, OAuth state) are stored only as SHA-256 digests, so a
+read of the table never yields a usable session or state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def user_pk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+USER_PROFILE_SK = "PROFILE"
+
+
+def github_identity_pk(github_id: int | str) -> str:
+    """Guard item: one user per GitHub account id (unique through a conditional put)."""
+    return f"GHID#{github_id}"
+
+
+IDENTITY_SK = "IDENTITY"
+
+
+def session_pk(session_id: str) -> str:
+    return f"SESSION#{digest(session_id)}"
+
+
+SESSION_SK = "SESSION"
+
+
+def oauth_login_pk(state: str) -> str:
+    return f"OAUTH#{digest(state)}"
+
+
+OAUTH_LOGIN_SK = "LOGIN"
+
+
+def data_key_sk(version: int) -> str:
+    return f"DATAKEY#{version:06d}"
+
+
+DATA_KEY_PREFIX = "DATAKEY#"
+
+
+def credential_sk(provider: str, credential_id: str) -> str:
+    return f"CRED#{provider}#{credential_id}"
+
+
+CREDENTIAL_PREFIX = "CRED#"
+
+
+def audit_sk(at_ms: int, event_id: str) -> str:
+    return f"AUDIT#{at_ms:013d}#{event_id}"
+
+
+AUDIT_PREFIX = "AUDIT#"
+
+
+def owner_gsi_pk(user_id: str) -> str:
+    return f"OWNER#{user_id}"

@@ -1,0 +1,172 @@
+"""pynamodb models of the single table. One Meta for all: the table name and endpoint come from settings.
+
+Each model is one item type; its keys are built in relay_cloud.adapters.dynamo.keys. Reads filter out
+items whose ``expires_at`` has passed, because DynamoDB deletes TTL-expired items only eventually (and
+moto and DynamoDB Local never do).
+"""
+
+from __future__ import annotations
+
+import os
+
+from pynamodb.attributes import (
+    BinaryAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from relay_cloud.adapters.dynamo.table import BY_OWNER, TABLE
+
+
+class _Meta:
+    """Resolved per process from the environment (pynamodb reads Meta at class creation)."""
+
+    table_name = os.environ.get("RELAY_TABLE_NAME", "relay-cloud")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    host = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL") or None
+    connect_timeout_seconds = 2
+    read_timeout_seconds = 5
+    max_retry_attempts = 3
+
+
+def bind_table(table_name: str, *, host: str | None = None, region: str | None = None) -> None:
+    """Point every model at a table (the local stack and tests call this before first use)."""
+    for model in ALL_MODELS:
+        model.Meta.table_name = table_name
+        model.Meta.host = host
+        if region:
+            model.Meta.region = region
+        model._connection = None
+
+
+class ByOwner(GlobalSecondaryIndex):
+    class Meta:
+        index_name = BY_OWNER.name
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class _Item(Model):
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name=TABLE.partition_key)
+    sk = UnicodeAttribute(range_key=True, attr_name=TABLE.sort_key)
+    type = UnicodeAttribute()
+
+
+class UserItem(_Item):
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="USER")
+
+    user_id = UnicodeAttribute()
+    github_id = NumberAttribute()
+    github_login = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    email = UnicodeAttribute(null=True)
+    avatar_url = UnicodeAttribute(null=True)
+    plan = UnicodeAttribute(default="free")
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    last_login_at = NumberAttribute(null=True)
+
+
+class GithubIdentityItem(_Item):
+    """Guard item: maps a GitHub account id to our user id, unique by construction."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="GITHUB_IDENTITY")
+
+    user_id = UnicodeAttribute()
+
+
+class SessionItem(_Item):
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="SESSION")
+
+    user_id = UnicodeAttribute()
+    csrf_token = UnicodeAttribute()
+    created_at = NumberAttribute()
+    expires_at = NumberAttribute()
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    by_owner = ByOwner()
+
+
+class OAuthLoginItem(_Item):
+    """A pending GitHub sign-in: one-time state, PKCE verifier, the pre-login cookie's digest, next path."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="OAUTH_LOGIN")
+
+    code_verifier = UnicodeAttribute()
+    browser_binding = UnicodeAttribute()
+    next_path = UnicodeAttribute()
+    created_at = NumberAttribute()
+    expires_at = NumberAttribute()
+
+
+class DataKeyItem(_Item):
+    """A user's vault data key, wrapped by the stack's KMS key (CiphertextBlob of GenerateDataKey)."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="DATA_KEY")
+
+    user_id = UnicodeAttribute()
+    version = NumberAttribute()
+    wrapped_key = BinaryAttribute(legacy_encoding=False)
+    kms_key_id = UnicodeAttribute()
+    created_at = NumberAttribute()
+
+
+class CredentialItem(_Item):
+    """An encrypted credential; ``ciphertext`` carries its data-key version (see adapters.vault)."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="CREDENTIAL")
+
+    user_id = UnicodeAttribute()
+    provider = UnicodeAttribute()
+    credential_id = UnicodeAttribute()
+    purpose = UnicodeAttribute()
+    ciphertext = BinaryAttribute(legacy_encoding=False)
+    key_version = NumberAttribute()
+    metadata = MapAttribute(default=dict)
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+
+
+class AuditItem(_Item):
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="AUDIT")
+
+    event_id = UnicodeAttribute()
+    action = UnicodeAttribute()
+    actor = UnicodeAttribute()
+    subject = UnicodeAttribute()
+    reason = UnicodeAttribute(null=True)
+    detail = MapAttribute(default=dict)
+    at = NumberAttribute()
+    expires_at = NumberAttribute(null=True)
+
+
+ALL_MODELS = (_Item, UserItem, GithubIdentityItem, SessionItem, OAuthLoginItem, DataKeyItem, CredentialItem, AuditItem)

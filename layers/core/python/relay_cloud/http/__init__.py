@@ -1,0 +1,1 @@
+"""HTTP layer: resolver wiring, who may call each route, error mapping, cookies, OpenAPI."""

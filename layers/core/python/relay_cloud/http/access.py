@@ -1,0 +1,42 @@
+"""Who may call each route: the route authorization table (SPEC §2.8, §4).
+
+Authorization is data. The resolver's global middleware (relay_cloud.http.app) looks up every matched
+route here and enforces it before the route runs; a route missing from this table is refused (fail
+closed), and tests/security/test_route_table.py fails when any registered route is missing or when an
+entry names no registered route.
+
+PUBLIC: anyone. SESSION: a signed-in user (cookie), with X-CSRF-Token on every state-changing method.
+DAEMON: a daemon key (Authorization: Bearer rly_...). WEBHOOK: a verified upstream signature.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Access(str, Enum):
+    PUBLIC = "public"
+    SESSION = "session"
+    DAEMON = "daemon"
+    WEBHOOK = "webhook"
+
+
+ROUTE_ACCESS: dict[str, Access] = {
+    "GET /health": Access.PUBLIC,
+    "GET /api/openapi.json": Access.PUBLIC,
+    "GET /api/auth/github/login": Access.PUBLIC,
+    "GET /api/auth/github/callback": Access.PUBLIC,
+    "GET /api/auth/session": Access.PUBLIC,
+    "GET /api/auth/me": Access.SESSION,
+    "POST /api/auth/logout": Access.SESSION,
+    "DELETE /api/account": Access.SESSION,
+    "GET /api/billing/plans": Access.PUBLIC,
+    "GET /api/billing/plans/{tier}": Access.PUBLIC,
+}
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def route_key(method: str, rule: str) -> str:
+    """'GET /api/x/<id>' (Powertools rule) -> 'GET /api/x/{id}' (the table's and OpenAPI's form)."""
+    return f"{method.upper()} {rule.replace('<', '{').replace('>', '}')}"

@@ -1,0 +1,14 @@
+"""Logger and metrics, built once per process (Powertools: JSON logs with correlation id, EMF metrics)."""
+
+from __future__ import annotations
+
+import warnings
+
+from aws_lambda_powertools import Logger, Metrics
+
+# A request that emits no business metric is normal, not worth a warning on every invocation.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+# The service name comes from POWERTOOLS_SERVICE_NAME (one per function, set by the CDK construct).
+logger = Logger(utc=True)
+metrics = Metrics(namespace="AgentRelayCloud")
