@@ -51,7 +51,9 @@ class ByOwner(GlobalSecondaryIndex):
     gsi1sk = UnicodeAttribute(range_key=True)
 
 
-class _Item(Model):
+class Item(Model):
+    """Any item of the table, by its keys and type (for partition-wide reads and deletes)."""
+
     class Meta(_Meta):
         pass
 
@@ -60,7 +62,7 @@ class _Item(Model):
     type = UnicodeAttribute()
 
 
-class UserItem(_Item):
+class UserItem(Item):
     class Meta(_Meta):
         pass
 
@@ -78,7 +80,7 @@ class UserItem(_Item):
     last_login_at = NumberAttribute(null=True)
 
 
-class GithubIdentityItem(_Item):
+class GithubIdentityItem(Item):
     """Guard item: maps a GitHub account id to our user id, unique by construction."""
 
     class Meta(_Meta):
@@ -89,7 +91,7 @@ class GithubIdentityItem(_Item):
     user_id = UnicodeAttribute()
 
 
-class SessionItem(_Item):
+class SessionItem(Item):
     class Meta(_Meta):
         pass
 
@@ -104,7 +106,7 @@ class SessionItem(_Item):
     by_owner = ByOwner()
 
 
-class OAuthLoginItem(_Item):
+class OAuthLoginItem(Item):
     """A pending GitHub sign-in: one-time state, PKCE verifier, the pre-login cookie's digest, next path."""
 
     class Meta(_Meta):
@@ -119,7 +121,7 @@ class OAuthLoginItem(_Item):
     expires_at = NumberAttribute()
 
 
-class DataKeyItem(_Item):
+class DataKeyItem(Item):
     """A user's vault data key, wrapped by the stack's KMS key (CiphertextBlob of GenerateDataKey)."""
 
     class Meta(_Meta):
@@ -134,7 +136,7 @@ class DataKeyItem(_Item):
     created_at = NumberAttribute()
 
 
-class CredentialItem(_Item):
+class CredentialItem(Item):
     """An encrypted credential; ``ciphertext`` carries its data-key version (see adapters.vault)."""
 
     class Meta(_Meta):
@@ -153,7 +155,7 @@ class CredentialItem(_Item):
     updated_at = NumberAttribute()
 
 
-class AuditItem(_Item):
+class AuditItem(Item):
     class Meta(_Meta):
         pass
 
@@ -169,4 +171,4 @@ class AuditItem(_Item):
     expires_at = NumberAttribute(null=True)
 
 
-ALL_MODELS = (_Item, UserItem, GithubIdentityItem, SessionItem, OAuthLoginItem, DataKeyItem, CredentialItem, AuditItem)
+ALL_MODELS = (Item, UserItem, GithubIdentityItem, SessionItem, OAuthLoginItem, DataKeyItem, CredentialItem, AuditItem)

@@ -1,0 +1,244 @@
+"""DynamoDB repositories for sign-in: users, GitHub identities, sessions, pending OAuth logins, audit.
+
+Each method is one access pattern; writes that must not race are conditional or transactional.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from relay_cloud.adapters.dynamo import keys
+from relay_cloud.adapters.dynamo.errors import is_condition_failure, translated
+from relay_cloud.adapters.dynamo.models import (
+    AuditItem,
+    CredentialItem,
+    DataKeyItem,
+    GithubIdentityItem,
+    Item,
+    OAuthLoginItem,
+    SessionItem,
+    UserItem,
+)
+from relay_cloud.domain.auth import PendingLogin, Session, User
+from relay_cloud.domain.errors import Conflict
+
+AUDIT_RETENTION_SECONDS = 400 * 24 * 3600
+
+
+def _user(item: UserItem) -> User:
+    return User(
+        user_id=item.user_id,
+        github_id=int(item.github_id),
+        github_login=item.github_login,
+        name=item.name,
+        email=item.email,
+        avatar_url=item.avatar_url,
+        plan=item.plan,
+        created_at=int(item.created_at),
+    )
+
+
+def _transaction() -> TransactWrite:
+    return TransactWrite(connection=UserItem._get_connection().connection)
+
+
+class UserRepository:
+    def get(self, user_id: str) -> User | None:
+        with translated():
+            try:
+                return _user(UserItem.get(keys.user_pk(user_id), keys.USER_PROFILE_SK))
+            except UserItem.DoesNotExist:
+                return None
+
+    def user_id_for_github(self, github_id: int) -> str | None:
+        with translated():
+            try:
+                item = GithubIdentityItem.get(
+                    keys.github_identity_pk(github_id), keys.IDENTITY_SK, consistent_read=True
+                )
+            except GithubIdentityItem.DoesNotExist:
+                return None
+            return item.user_id
+
+    def save_sign_in(
+        self,
+        user: User,
+        *,
+        is_new: bool,
+        credential,
+        new_data_key: DataKeyItem | None,
+        now: int,
+    ) -> None:
+        """One transaction: the user (created or refreshed), their GitHub identity guard, the encrypted
+        GitHub token, and the user's first data key when the vault just made one. All or nothing."""
+        item = UserItem(
+            keys.user_pk(user.user_id),
+            keys.USER_PROFILE_SK,
+            user_id=user.user_id,
+            github_id=user.github_id,
+            github_login=user.github_login,
+            name=user.name,
+            email=user.email,
+            avatar_url=user.avatar_url,
+            plan=user.plan,
+            created_at=user.created_at,
+            updated_at=now,
+            last_login_at=now,
+        )
+        with translated():
+            try:
+                with _transaction() as tx:
+                    if is_new:
+                        tx.save(item, condition=UserItem.pk.does_not_exist())
+                        tx.save(
+                            GithubIdentityItem(
+                                keys.github_identity_pk(user.github_id), keys.IDENTITY_SK, user_id=user.user_id
+                            ),
+                            condition=GithubIdentityItem.pk.does_not_exist(),
+                        )
+                    else:
+                        tx.update(
+                            item,
+                            actions=[
+                                UserItem.github_login.set(user.github_login),
+                                UserItem.name.set(user.name),
+                                UserItem.email.set(user.email),
+                                UserItem.avatar_url.set(user.avatar_url),
+                                UserItem.updated_at.set(now),
+                                UserItem.last_login_at.set(now),
+                            ],
+                            condition=UserItem.pk.exists(),
+                        )
+                    tx.save(
+                        CredentialItem(
+                            keys.user_pk(credential.user_id),
+                            keys.credential_sk(credential.provider, credential.credential_id),
+                            user_id=credential.user_id,
+                            provider=credential.provider,
+                            credential_id=credential.credential_id,
+                            purpose=credential.purpose,
+                            ciphertext=credential.ciphertext,
+                            key_version=credential.key_version,
+                            metadata=credential.metadata,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                    if new_data_key is not None:
+                        tx.save(new_data_key, condition=DataKeyItem.pk.does_not_exist())
+            except TransactWriteError as exc:
+                if is_condition_failure(exc):
+                    raise Conflict("The account changed during sign-in, please retry", code="SIGN_IN_RACE") from exc
+                raise
+
+    def account_items(self, user: User) -> Iterator[tuple[str, str]]:
+        """Every (pk, sk) that belongs to the user: their partition, identity guard and sessions."""
+        with translated():
+            for item in Item.query(keys.user_pk(user.user_id), consistent_read=True):
+                yield item.pk, item.sk
+            yield keys.github_identity_pk(user.github_id), keys.IDENTITY_SK
+            for session in SessionItem.by_owner.query(keys.owner_gsi_pk(user.user_id)):
+                yield session.pk, session.sk
+
+    def delete_items(self, item_keys) -> int:
+        count = 0
+        with translated(), Item.batch_write() as batch:
+            for pk, sk in item_keys:
+                batch.delete(Item(pk, sk))
+                count += 1
+        return count
+
+
+class SessionRepository:
+    def create(self, session: Session) -> None:
+        with translated():
+            SessionItem(
+                keys.session_pk(session.session_id),
+                keys.SESSION_SK,
+                user_id=session.user_id,
+                csrf_token=session.csrf_token,
+                created_at=session.created_at,
+                expires_at=session.expires_at,
+                gsi1pk=keys.owner_gsi_pk(session.user_id),
+                gsi1sk=f"SESSION#{session.created_at:013d}",
+            ).save(condition=SessionItem.pk.does_not_exist())
+
+    def get(self, session_id: str, now: int) -> Session | None:
+        with translated():
+            try:
+                item = SessionItem.get(keys.session_pk(session_id), keys.SESSION_SK)
+            except SessionItem.DoesNotExist:
+                return None
+        if item.expires_at <= now:  # TTL deletion is eventual: expired is gone
+            return None
+        return Session(session_id, item.user_id, item.csrf_token, int(item.created_at), int(item.expires_at))
+
+    def slide(self, session: Session, expires_at: int) -> None:
+        item = SessionItem(keys.session_pk(session.session_id), keys.SESSION_SK)
+        with translated():
+            try:
+                item.update(actions=[SessionItem.expires_at.set(expires_at)], condition=SessionItem.pk.exists())
+            except PynamoDBException as exc:
+                if not is_condition_failure(exc):  # logged out meanwhile: nothing to slide
+                    raise
+
+    def delete(self, session_id: str) -> None:
+        with translated():
+            SessionItem(keys.session_pk(session_id), keys.SESSION_SK).delete()
+
+
+class LoginRepository:
+    def put(self, login: PendingLogin, now: int) -> None:
+        with translated():
+            OAuthLoginItem(
+                keys.oauth_login_pk(login.state),
+                keys.OAUTH_LOGIN_SK,
+                code_verifier=login.code_verifier,
+                browser_binding=login.browser_binding,
+                next_path=login.next_path,
+                created_at=now,
+                expires_at=login.expires_at,
+            ).save(condition=OAuthLoginItem.pk.does_not_exist())
+
+    def take(self, state: str, now: int) -> PendingLogin | None:
+        """Consume a pending login exactly once: a conditional delete returning the old item."""
+        connection = OAuthLoginItem._get_connection()
+        with translated():
+            try:
+                response = connection.delete_item(
+                    keys.oauth_login_pk(state),
+                    keys.OAUTH_LOGIN_SK,
+                    condition=OAuthLoginItem.pk.exists(),
+                    return_values="ALL_OLD",
+                )
+            except PynamoDBException as exc:
+                if is_condition_failure(exc):
+                    return None
+                raise
+        item = OAuthLoginItem.from_raw_data(response["Attributes"])
+        if item.expires_at <= now:
+            return None
+        return PendingLogin(state, item.code_verifier, item.browser_binding, item.next_path, int(item.expires_at))
+
+
+class AuditLog:
+    def record(self, *, subject_user_id: str, action: str, actor: str, reason: str | None = None, detail=None) -> None:
+        now_ms = int(time.time() * 1000)
+        with translated():
+            AuditItem(
+                keys.user_pk(subject_user_id),
+                keys.audit_sk(now_ms, secrets.token_hex(6)),
+                event_id=secrets.token_hex(8),
+                action=action,
+                actor=actor,
+                subject=subject_user_id,
+                reason=reason,
+                detail=detail or {},
+                at=now_ms,
+                expires_at=now_ms // 1000 + AUDIT_RETENTION_SECONDS,
+            ).save()
