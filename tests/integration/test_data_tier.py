@@ -1,0 +1,154 @@
+"""The data tier against moto and against AWS's own engine (DynamoDB Local): every access pattern of
+sign-in, and the conditional writes that keep it race-free."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from relay_cloud.adapters.dynamo import keys
+from relay_cloud.adapters.dynamo.accounts import AuditLog, LoginRepository, SessionRepository, UserRepository
+from relay_cloud.adapters.dynamo.models import DataKeyItem, Item, bind_table
+from relay_cloud.adapters.dynamo.table import TABLE, create_table
+from relay_cloud.domain.auth import PendingLogin, Session, User
+from relay_cloud.domain.errors import Conflict
+from relay_cloud.services.auth import StoredCredential
+from tests.integration.dynamodb_local import start_or_skip
+
+NOW = 1_800_000_000
+
+
+@pytest.fixture(scope="module")
+def ddb_local():
+    server = start_or_skip()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["moto", pytest.param("dynamodb_local", marks=pytest.mark.dynamodb_local)])
+def backend(request, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(name, raising=False)
+    name = f"relay-test-{uuid.uuid4().hex[:8]}"
+    if request.param == "moto":
+        with mock_aws():
+            create_table(boto3.client("dynamodb", region_name="us-east-1"), name)
+            bind_table(name, host=None, region="us-east-1")
+            yield boto3.client("dynamodb", region_name="us-east-1"), name
+    else:
+        server = request.getfixturevalue("ddb_local")
+        client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=server.url)
+        create_table(client, name)
+        bind_table(name, host=server.url, region="us-east-1")
+        yield client, name
+        client.delete_table(TableName=name)
+    bind_table(os.environ.get("RELAY_TABLE_NAME", "relay-cloud"), host=None)
+
+
+def _user(user_id="usr_a", github_id=7, login="octo"):
+    return User(user_id, github_id, login, "Octo", "octo@example.com", None, "free", NOW)
+
+
+def _credential(user_id):
+    return StoredCredential(user_id, "github", "sign-in", "oauth_access_token", b"\x00ciphertext", 1, {"login": "octo"})
+
+
+def _data_key(user_id):
+    return DataKeyItem(keys.user_pk(user_id), keys.data_key_sk(1), user_id=user_id, version=1,
+                       wrapped_key=b"wrapped", kms_key_id="alias/k", created_at=NOW)
+
+
+def test_table_definition_is_what_was_created(backend):
+    client, name = backend
+    described = client.describe_table(TableName=name)["Table"]
+    assert {k["AttributeName"] for k in described["KeySchema"]} == {TABLE.partition_key, TABLE.sort_key}
+    assert {i["IndexName"] for i in described["GlobalSecondaryIndexes"]} == {i.name for i in TABLE.indexes}
+    ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    assert ttl.get("AttributeName") == TABLE.ttl_attribute
+
+
+def test_first_sign_in_writes_everything_in_one_transaction(backend):
+    users = UserRepository()
+    users.save_sign_in(_user(), is_new=True, credential=_credential("usr_a"), new_data_key=_data_key("usr_a"), now=NOW)
+    assert users.get("usr_a").github_login == "octo"
+    assert users.user_id_for_github(7) == "usr_a"
+    sks = sorted(item.sk for item in Item.query(keys.user_pk("usr_a")))
+    assert sks == ["CRED#github#sign-in", "DATAKEY#000001", "PROFILE"]
+
+
+def test_concurrent_first_sign_in_of_the_same_github_account_leaves_nothing_half_written(backend):
+    users = UserRepository()
+    users.save_sign_in(_user(), is_new=True, credential=_credential("usr_a"), new_data_key=_data_key("usr_a"), now=NOW)
+    with pytest.raises(Conflict) as err:
+        users.save_sign_in(_user("usr_b"), is_new=True, credential=_credential("usr_b"),
+                           new_data_key=_data_key("usr_b"), now=NOW)
+    assert err.value.code == "SIGN_IN_RACE"
+    assert users.get("usr_b") is None
+    assert list(Item.query(keys.user_pk("usr_b"))) == []
+
+
+def test_returning_user_is_updated_not_duplicated(backend):
+    users = UserRepository()
+    users.save_sign_in(_user(), is_new=True, credential=_credential("usr_a"), new_data_key=_data_key("usr_a"), now=NOW)
+    renamed = User("usr_a", 7, "octo-renamed", None, None, None, "free", NOW)
+    users.save_sign_in(renamed, is_new=False, credential=_credential("usr_a"), new_data_key=None, now=NOW + 5)
+    assert users.get("usr_a").github_login == "octo-renamed"
+
+
+def test_pending_login_is_consumed_exactly_once_under_concurrency(backend):
+    logins = LoginRepository()
+    logins.put(PendingLogin("state-1", "verifier", "binding", "/dashboard", NOW + 600), NOW)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: logins.take("state-1", NOW), range(16)))
+    assert sum(r is not None for r in results) == 1
+    assert logins.take("state-1", NOW) is None
+
+
+def test_expired_pending_login_is_not_returned(backend):
+    logins = LoginRepository()
+    logins.put(PendingLogin("state-2", "v", "b", "/dashboard", NOW + 600), NOW)
+    assert logins.take("state-2", NOW + 601) is None
+
+
+def test_state_is_stored_only_as_a_digest(backend):
+    client, name = backend
+    LoginRepository().put(PendingLogin("plain-state-value", "v", "b", "/dashboard", NOW + 600), NOW)
+    dump = str(client.scan(TableName=name)["Items"])
+    assert "plain-state-value" not in dump
+
+
+def test_sessions_create_get_slide_delete_and_expire(backend):
+    client, name = backend
+    sessions = SessionRepository()
+    session = Session("sid-secret-value", "usr_a", "csrf", NOW, NOW + 100)
+    sessions.create(session)
+    assert sessions.get("sid-secret-value", NOW).user_id == "usr_a"
+    assert sessions.get("sid-secret-value", NOW + 100) is None  # expired though not yet deleted by TTL
+    sessions.slide(session, NOW + 1000)
+    assert sessions.get("sid-secret-value", NOW + 500).expires_at == NOW + 1000
+    assert "sid-secret-value" not in str(client.scan(TableName=name)["Items"])
+    sessions.delete("sid-secret-value")
+    assert sessions.get("sid-secret-value", NOW) is None
+    sessions.slide(session, NOW + 2000)  # sliding a deleted session never resurrects it
+    assert sessions.get("sid-secret-value", NOW) is None
+
+
+def test_account_items_cover_partition_identity_and_sessions(backend):
+    users, sessions = UserRepository(), SessionRepository()
+    users.save_sign_in(_user(), is_new=True, credential=_credential("usr_a"), new_data_key=_data_key("usr_a"), now=NOW)
+    sessions.create(Session("s1", "usr_a", "c", NOW, NOW + 100))
+    sessions.create(Session("s2", "usr_a", "c", NOW + 1, NOW + 100))
+    sessions.create(Session("other", "usr_z", "c", NOW, NOW + 100))
+    AuditLog().record(subject_user_id="usr_a", action="auth.sign_in", actor="usr_a")
+    deleted = users.delete_items(list(users.account_items(users.get("usr_a"))))
+    assert deleted == 7  # profile, credential, data key, audit, identity guard and two sessions
+    assert users.get("usr_a") is None and users.user_id_for_github(7) is None
+    assert sessions.get("s1", NOW) is None and sessions.get("other", NOW) is not None
