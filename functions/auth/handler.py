@@ -38,6 +38,7 @@ def github_callback():
             code=event.get_query_string_value("code"),
             error=event.get_query_string_value("error"),
             browser_secret=read_cookie(event, PRELOGIN_COOKIE, secure),
+            previous_session_id=session_id_from(event),
         )
     except RelayError as exc:
         return _sign_in_failed(exc, secure)

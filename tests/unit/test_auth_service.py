@@ -158,3 +158,13 @@ def test_delete_account_needs_confirmation_then_shreds_and_removes(svc):
     svc.delete_account(who, "octocat")
     assert svc.users.users == {} and svc.users.credentials == {}
     assert done.user.user_id in svc.vault.shredded
+
+
+def test_signing_in_again_in_the_same_browser_ends_the_old_session(svc):
+    begun, state = start(svc)
+    first = svc.finish_sign_in(state=state, code="code-1", error=None, browser_secret=begun.browser_secret)
+    begun, state = start(svc, code="code-2")
+    second = svc.finish_sign_in(state=state, code="code-2", error=None, browser_secret=begun.browser_secret,
+                                previous_session_id=first.session.session_id)
+    assert svc.sessions.get(first.session.session_id, svc.clock()) is None
+    assert svc.sessions.get(second.session.session_id, svc.clock()) is not None

@@ -91,7 +91,13 @@ class AuthService:
         return SignInStart(url, browser_secret)
 
     def finish_sign_in(
-        self, *, state: str | None, code: str | None, error: str | None, browser_secret: str | None
+        self,
+        *,
+        state: str | None,
+        code: str | None,
+        error: str | None,
+        browser_secret: str | None,
+        previous_session_id: str | None = None,
     ) -> SignInDone:
         if not state:
             raise ValidationFailed("The sign-in response has no state", code="OAUTH_STATE_MISSING")
@@ -109,6 +115,8 @@ class AuthService:
         except Conflict:
             user = self._store_sign_in(profile, token)  # lost a first-sign-in race: the winner's user now exists
         session = self._new_session(user.user_id)
+        if previous_session_id:  # whatever session this browser held before is over (no fixation)
+            self.sessions.delete(previous_session_id)
         self.audit.record(subject_user_id=user.user_id, action="auth.sign_in", actor=user.user_id, reason="github")
         return SignInDone(session, user, login.next_path)
 

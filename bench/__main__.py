@@ -1,0 +1,99 @@
+"""Measure what SPEC §6 budgets and print one table of medians.
+
+- cold import of every function's handler module, in fresh interpreters, with bytecode compiled the way
+  the CDK bundler ships it (unchecked-hash), so no cold start recompiles;
+- request latency through the local HTTP API gateway for the session and profile routes.
+
+Timings here are noisy (2 shared cores): read medians, and compare ratios from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import py_compile
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IMPORT_BUDGET_MS = {"default": 350}
+
+
+def compile_bytecode() -> None:
+    for folder in (ROOT / "functions", ROOT / "layers/core/python/relay_cloud"):
+        compileall.compile_dir(folder, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+
+
+def cold_import_ms(module: str, runs: int) -> list[float]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    code = (
+        "import time; t = time.perf_counter(); import importlib; "
+        f"importlib.import_module({module!r}); print((time.perf_counter() - t) * 1000)"
+    )
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        samples.append(float(out.stdout.strip().splitlines()[-1]))
+    return samples
+
+
+def gateway_latency_ms(requests: int) -> dict[str, list[float]]:
+    from relay_cloud.local.signin import sign_in
+    from relay_cloud.local.stack import LocalStack
+
+    results: dict[str, list[float]] = {}
+    with LocalStack(port=0) as stack:
+        client = sign_in(stack.url, "bench-user")
+        for path in ("/health", "/api/auth/session", "/api/auth/me"):
+            client.get(path)  # warm: the first call imports the function, as a cold start would
+            samples = []
+            for _ in range(requests):
+                started = time.perf_counter()
+                response = client.get(path)
+                samples.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, (path, response.status_code)
+            results[path] = samples
+    return results
+
+
+def p95(samples: list[float]) -> float:
+    return sorted(samples)[max(0, int(len(samples) * 0.95) - 1)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--import-runs", type=int, default=9)
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+
+    from functions.manifest import FUNCTIONS
+
+    compile_bytecode()
+    rows = []
+    for spec in FUNCTIONS:
+        samples = cold_import_ms(spec.module, args.import_runs)
+        budget = IMPORT_BUDGET_MS.get(spec.name, IMPORT_BUDGET_MS["default"])
+        median = statistics.median(samples)
+        rows.append((f"cold import {spec.module}", f"{median:.0f} ms", f"min {min(samples):.0f} ms",
+                     f"<= {budget} ms", "ok" if median <= budget else "OVER"))
+    for path, samples in gateway_latency_ms(args.requests).items():
+        rows.append((f"gateway GET {path}", f"{statistics.median(samples):.1f} ms", f"p95 {p95(samples):.1f} ms",
+                     "-", f"n={len(samples)}"))
+
+    header = ("measure", "median", "spread", "budget", "verdict")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = "  ".join("{:<%d}" % w for w in widths)
+    print(line.format(*header))
+    print(line.format(*("-" * w for w in widths)))
+    for row in rows:
+        print(line.format(*row))
+    return 0 if all(r[4] != "OVER" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
