@@ -1,0 +1,53 @@
+"""moto-backed fixtures for the adapter integration tests (no sockets: moto patches botocore in-process)."""
+
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from relay_cloud.adapters.dynamo import models
+from relay_cloud.adapters.dynamo.table import create_table
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """Every AWS call in the test goes to moto, with fake credentials and region us-east-1."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SECURITY_TOKEN", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def table(aws):
+    """A fresh single table (the production definition) with every pynamodb model bound to it."""
+    name = f"relay-test-{uuid.uuid4().hex[:12]}"
+    saved = {model: (model.Meta.table_name, model.Meta.host, model.Meta.region) for model in models.ALL_MODELS}
+    create_table(boto3.client("dynamodb", region_name=REGION), name)
+    models.bind_table(name, host=None, region=REGION)
+    try:
+        yield name
+    finally:
+        for model, (table_name, host, region) in saved.items():
+            model.Meta.table_name = table_name
+            model.Meta.host = host
+            model.Meta.region = region
+            model._connection = None
+
+
+@pytest.fixture
+def kms_key(aws) -> str:
+    """A symmetric customer master key; returns its ARN."""
+    client = boto3.client("kms", region_name=REGION)
+    return client.create_key(KeySpec="SYMMETRIC_DEFAULT", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["Arn"]
