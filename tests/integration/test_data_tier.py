@@ -152,3 +152,11 @@ def test_account_items_cover_partition_identity_and_sessions(backend):
     assert deleted == 7  # profile, credential, data key, audit, identity guard and two sessions
     assert users.get("usr_a") is None and users.user_id_for_github(7) is None
     assert sessions.get("s1", NOW) is None and sessions.get("other", NOW) is not None
+
+
+def test_sign_in_sealed_under_a_rotated_away_key_is_refused(backend):
+    users = UserRepository()
+    users.save_sign_in(_user(), is_new=True, credential=_credential("usr_a"), new_data_key=_data_key("usr_a"), now=NOW)
+    stale = StoredCredential("usr_a", "github", "sign-in", "oauth_access_token", b"\x00new", 2, {})
+    with pytest.raises(Conflict):
+        users.save_sign_in(_user(), is_new=False, credential=stale, new_data_key=None, now=NOW + 1)

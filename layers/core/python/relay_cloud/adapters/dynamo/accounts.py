@@ -131,6 +131,13 @@ class UserRepository:
                     )
                     if new_data_key is not None:
                         tx.save(new_data_key, condition=DataKeyItem.pk.does_not_exist())
+                    else:  # a rotation elsewhere must not have deleted the key this was sealed under
+                        tx.condition_check(
+                            DataKeyItem,
+                            keys.user_pk(user.user_id),
+                            keys.data_key_sk(credential.key_version),
+                            condition=DataKeyItem.pk.exists(),
+                        )
             except TransactWriteError as exc:
                 if is_condition_failure(exc):
                     raise Conflict("The account changed during sign-in, please retry", code="SIGN_IN_RACE") from exc
