@@ -1,0 +1,1 @@
+"""The Agent Relay Cloud CDK app: one construct per capability, composed by ``RelayCloudStack``."""

@@ -1,0 +1,157 @@
+"""The one function construct: shared defaults, least-privilege grants, production-only configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from aws_cdk import Duration
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from .vault import Vault
+
+METRICS_NAMESPACE = "AgentRelayCloud"
+KNOWN_GRANTS = ("table:read", "table:write", "vault", "github_secret")
+
+
+class SandboxConfigurationError(ValueError):
+    """A deployed function was about to be configured for a sandbox or a non-production environment."""
+
+
+class FunctionSpecLike(Protocol):
+    name: str
+    grants: tuple[str, ...]
+    memory_mb: int
+    timeout_s: int
+
+    @property
+    def handler(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What grants refer to: ``table:*`` → table, ``vault`` → vault key, ``github_secret`` → secret."""
+
+    table: dynamodb.ITableV2
+    vault: Vault
+    github_secret: secretsmanager.ISecret
+
+
+def production_environment(
+    *,
+    table_name: str,
+    kms_key_id: str,
+    public_url: str,
+    github_client_id: str,
+    github_client_secret_arn: str,
+) -> dict[str, str]:
+    """The RELAY_* variables every deployed function reads (see relay_cloud.config)."""
+    return {
+        "RELAY_ENV": "production",
+        "RELAY_TABLE_NAME": table_name,
+        "RELAY_KMS_KEY_ID": kms_key_id,
+        "RELAY_PUBLIC_URL": public_url,
+        "RELAY_GITHUB_CLIENT_ID": github_client_id,
+        "RELAY_GITHUB_CLIENT_SECRET_ARN": github_client_secret_arn,
+    }
+
+
+def check_production_environment(environment: Mapping[str, str]) -> None:
+    """Refuse, at synth, anything that would point a deployed function at a sandbox.
+
+    RELAY_ENV must be ``production``; no value may mention ``/_sandbox`` or use plain http; URL
+    variables must be https (tokens such as the CloudFront domain are accepted behind ``https://``).
+    """
+    if environment.get("RELAY_ENV") != "production":
+        raise SandboxConfigurationError(
+            f"deployed functions run with RELAY_ENV=production, not {environment.get('RELAY_ENV')!r}"
+        )
+    for name, value in environment.items():
+        text = str(value)  # unresolved tokens render as "${Token[...]}" and pass these checks
+        if "_sandbox" in text or "http://" in text.lower():
+            raise SandboxConfigurationError(f"{name}={text!r}: sandbox or plain-http upstreams never deploy")
+        if name.endswith("_URL") and not text.startswith("https://"):
+            raise SandboxConfigurationError(f"{name} must be an https URL in a deployed stack")
+
+
+class RelayFunction(Construct):
+    """A Lambda function with the project's defaults.
+
+    arm64, python3.12, the core layer, JSON logs into a log group with retention, Powertools settings,
+    tracing off unless asked, no reserved concurrency, memory and timeout from the spec, and exactly the
+    permissions its grants name.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        spec: FunctionSpecLike,
+        code: lambda_.Code,
+        layer: lambda_.ILayerVersion,
+        resources: Resources,
+        environment: Mapping[str, str],
+        tracing: bool = False,
+        log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        unknown = [grant for grant in spec.grants if grant not in KNOWN_GRANTS]
+        if unknown:
+            raise ValueError(f"function {spec.name}: unknown grants {unknown}; known: {KNOWN_GRANTS}")
+        full_environment = {
+            **dict(environment),
+            "POWERTOOLS_SERVICE_NAME": spec.name,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        check_production_environment(full_environment)
+        self.spec = spec
+
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention)
+        # Our own role: no AWSLambdaBasicExecutionRole (it allows writing to every log group).
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Agent Relay Cloud function {spec.name}",
+        )
+        self.log_group.grant_write(self.role)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=spec.handler,
+            code=code,
+            layers=[layer],
+            role=self.role,
+            memory_size=spec.memory_mb,
+            timeout=Duration.seconds(spec.timeout_s),
+            environment=full_environment,
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
+            description=f"Agent Relay Cloud: {spec.name}",
+        )
+        self.function.node.add_dependency(self.log_group)
+        self._grant(spec.grants, resources)
+
+    def _grant(self, grants: tuple[str, ...], resources: Resources) -> None:
+        for grant in grants:
+            if grant == "table:read":
+                resources.table.grant_read_data(self.function)
+            elif grant == "table:write":
+                resources.table.grant_write_data(self.function)
+            elif grant == "vault":
+                resources.vault.grant_envelope(self.function)
+            elif grant == "github_secret":
+                resources.github_secret.grant_read(self.function)

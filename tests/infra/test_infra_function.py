@@ -1,0 +1,85 @@
+"""The function construct refuses sandbox or non-production configuration at synth."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
+from relay_cloud_infra.data import Data
+from relay_cloud_infra.function import (
+    RelayFunction,
+    Resources,
+    SandboxConfigurationError,
+    check_production_environment,
+    production_environment,
+)
+from relay_cloud_infra.vault import Vault
+
+from functions.manifest import FUNCTIONS
+
+BASE = production_environment(
+    table_name="relay", kms_key_id="arn:aws:kms:us-east-1:111111111111:key/x",
+    public_url="https://relay.example.com", github_client_id="Iv1.abc",
+    github_client_secret_arn="arn:aws:secretsmanager:us-east-1:111111111111:secret:gh",
+)
+
+
+@pytest.fixture()
+def scaffold(tmp_path):
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []}, outdir=str(tmp_path / "out"))
+    stack = cdk.Stack(app, "T", env=cdk.Environment(account="111111111111", region="us-east-1"))
+    (tmp_path / "layer" / "python").mkdir(parents=True)
+    layer = lambda_.LayerVersion(stack, "Layer", code=lambda_.Code.from_asset(str(tmp_path / "layer")))
+    resources = Resources(
+        table=Data(stack, "Data").table, vault=Vault(stack, "Vault"),
+        github_secret=secretsmanager.Secret(stack, "Secret"),
+    )
+    return stack, layer, resources
+
+
+def _function(scaffold, environment):
+    stack, layer, resources = scaffold
+    return RelayFunction(
+        stack, "Fn", spec=FUNCTIONS[0], code=lambda_.Code.from_inline("def lambda_handler(e, c): pass"),
+        layer=layer, resources=resources, environment=environment,
+    )
+
+
+def test_a_production_environment_is_accepted(scaffold):
+    function = _function(scaffold, BASE)
+    assert function.function.runtime.name == "python3.12"
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"RELAY_GITHUB_OAUTH_URL": "http://127.0.0.1:8787/_sandbox/github"},
+        {"RELAY_GITHUB_API_URL": "https://relay.example.com/_sandbox/github"},
+        {"RELAY_PUBLIC_URL": "http://localhost:8787"},
+        {"RELAY_ENV": "local"},
+        {"RELAY_ENV": "staging"},
+        {"RELAY_STRIPE_API_URL": "relay.example.com/_sandbox/stripe"},
+    ],
+)
+def test_sandbox_or_non_production_configuration_is_refused(scaffold, override):
+    with pytest.raises(SandboxConfigurationError):
+        _function(scaffold, {**BASE, **override})
+
+
+def test_missing_relay_env_is_refused():
+    environment = dict(BASE)
+    del environment["RELAY_ENV"]
+    with pytest.raises(SandboxConfigurationError):
+        check_production_environment(environment)
+
+
+def test_unknown_grants_are_refused(scaffold):
+    from dataclasses import replace
+
+    stack, layer, resources = scaffold
+    with pytest.raises(ValueError, match="unknown grants"):
+        RelayFunction(
+            stack, "Bad", spec=replace(FUNCTIONS[0], grants=("table:*",)),
+            code=lambda_.Code.from_inline("x = 1"), layer=layer, resources=resources, environment=BASE,
+        )
