@@ -13,10 +13,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' https://avatars.githubusercontent.com data:; "
-    "style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
-)
+from relay_cloud.http.web_policy import CONTENT_SECURITY_POLICY
+
 
 # Viewer-request rewrite for the S3 behaviour: extensionless paths map to the built .html pages.
 PRETTY_URLS_JS = """\

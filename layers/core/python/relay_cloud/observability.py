@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics
 
 # A request that emits no business metric is normal, not worth a warning on every invocation.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
+# httpx logs every request URL at INFO; a URL may carry an OAuth code or state, so only its warnings pass.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 # The service name comes from POWERTOOLS_SERVICE_NAME (one per function, set by the CDK construct).
 logger = Logger(utc=True)

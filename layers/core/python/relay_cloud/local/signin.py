@@ -10,7 +10,7 @@ def sign_in(base_url: str, login: str, *, next_path: str = "/dashboard") -> http
     client = httpx.Client(base_url=base_url, follow_redirects=False, timeout=15)
     start = client.get("/api/auth/github/login", params={"next": next_path})
     assert start.status_code == 302, start.text
-    approved = client.get(start.headers["location"], params={"login": login})
+    approved = client.get(httpx.URL(start.headers["location"]).copy_merge_params({"login": login}))
     assert approved.status_code == 302, approved.text
     finished = client.get(approved.headers["location"])
     assert finished.status_code == 302 and finished.headers["location"] == next_path, finished.text
