@@ -27,6 +27,7 @@ def all_log_output(level: int = logging.INFO):
     sink = io.StringIO()
     root = logging.getLogger()
     catch_all = logging.StreamHandler(sink)
+    catch_all.is_capture = True
     catch_all.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     previous_level = root.level
     root.addHandler(catch_all)
@@ -37,9 +38,10 @@ def all_log_output(level: int = logging.INFO):
     swapped = []
     for lg in loggers:
         for handler in lg.handlers:
-            if handler is catch_all:
+            # Plain StreamHandlers only: not pytest's capture handlers, not another capture's catch-all.
+            if type(handler) is not logging.StreamHandler or getattr(handler, "is_capture", False):
                 continue
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler.stream, _Tee):
+            if not isinstance(handler.stream, _Tee):
                 swapped.append((handler, handler.setStream(_Tee(handler.stream, sink))))
     try:
         yield sink

@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from relay_cloud.local.signin import sign_in
+from tests.e2e.conftest import SEEN_SECRETS
 from tests.logcapture import all_log_output
+
+
+def signed_in(base_url: str, login: str) -> httpx.Client:
+    client = sign_in(base_url, login)
+    SEEN_SECRETS.update({client.csrf_token, *client.cookies.values()})
+    return client
 
 
 def unique(prefix: str) -> str:
@@ -44,7 +51,7 @@ class Journey:
 
     def __init__(self, base_url: str):
         self.client = httpx.Client(base_url=base_url, follow_redirects=False, timeout=15)
-        self.secrets: set[str] = set()
+        self.secrets: set[str] = SEEN_SECRETS  # scanned for in the module's logs (tests/e2e/conftest.py)
 
     def remember_query(self, url: str) -> None:
         for name, values in parse_qs(urlsplit(url).query).items():
@@ -193,7 +200,7 @@ def test_open_redirect_is_refused(local_stack):
 
 def test_signing_in_again_gives_a_new_session_id_and_ends_the_old_one(local_stack):
     login = unique("fixation")
-    client = sign_in(local_stack.url, login)
+    client = signed_in(local_stack.url, login)
     old = client.cookies.get("relay_session")
     journey = Journey(local_stack.url)
     journey.client.cookies.set("relay_session", old, domain=urlsplit(local_stack.url).hostname)
@@ -205,7 +212,7 @@ def test_signing_in_again_gives_a_new_session_id_and_ends_the_old_one(local_stac
 
 
 def test_csrf_is_required_on_cookie_authenticated_writes(local_stack):
-    client = sign_in(local_stack.url, unique("csrf"))
+    client = signed_in(local_stack.url, unique("csrf"))
     for headers in ({}, {"X-CSRF-Token": "wrong"}):
         refused = client.post("/api/auth/logout", headers=headers)
         assert refused.status_code == 403 and refused.json()["code"] == "CSRF_TOKEN_INVALID"
@@ -229,7 +236,7 @@ def test_bogus_session_cookie_reads_as_expired(http):
 
 def test_delete_account_crypto_shreds_and_removes_everything(local_stack):
     login = unique("leaver")
-    client = sign_in(local_stack.url, login)
+    client = signed_in(local_stack.url, login)
     user_id = client.get("/api/auth/me").json()["id"]
     owned = [i for i in table_items(local_stack) if user_id in repr(i)]
     assert {i["type"]["S"] for i in owned} >= {"USER", "CREDENTIAL", "DATA_KEY", "SESSION", "GITHUB_IDENTITY"}
@@ -243,5 +250,5 @@ def test_delete_account_crypto_shreds_and_removes_everything(local_stack):
     assert [i for i in table_items(local_stack) if user_id in repr(i)] == []
     assert client.get("/api/auth/me").status_code == 401
 
-    again = sign_in(local_stack.url, login)
+    again = signed_in(local_stack.url, login)
     assert again.get("/api/auth/me").json()["id"] != user_id
