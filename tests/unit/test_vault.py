@@ -114,7 +114,7 @@ class MemoryStore:
 
     def record_decrypt(self, user_id, actor, reason, ctx, key_version, *, outcome="ok"):
         if self.fail_audit:
-            raise DependencyUnavailable("audit down", code="DYNAMODB_UNAVAILABLE")
+            raise DependencyUnavailable("audit down", code="DATABASE_UNAVAILABLE")
         self.audit.append(
             {"user_id": user_id, "actor": actor, "reason": reason, "ctx": ctx, "key_version": key_version, "outcome": outcome}
         )
@@ -500,7 +500,7 @@ def test_rewrap_failure_midway_keeps_old_key(vault, store, kms, clock):
     def flaky_replace(*args):
         count.append(1)
         if len(count) == 3:
-            raise DependencyUnavailable("throttled", code="DYNAMODB_UNAVAILABLE")
+            raise DependencyUnavailable("throttled", code="DATABASE_UNAVAILABLE")
         return real_replace(*args)
 
     store.replace_ciphertext = flaky_replace
@@ -630,19 +630,19 @@ def test_errors_never_carry_secrets(vault):
 @pytest.mark.parametrize(
     "code,expected",
     [
-        ("ProvisionedThroughputExceededException", "DYNAMODB_UNAVAILABLE"),
-        ("ThrottlingException", "DYNAMODB_UNAVAILABLE"),
-        ("InternalServerError", "DYNAMODB_UNAVAILABLE"),
-        (None, "DYNAMODB_UNAVAILABLE"),
-        ("ValidationException", "DYNAMODB_ERROR"),
+        ("ProvisionedThroughputExceededException", "DATABASE_UNAVAILABLE"),
+        ("ThrottlingException", "DATABASE_UNAVAILABLE"),
+        ("InternalServerError", "DATABASE_UNAVAILABLE"),
+        (None, "DATABASE_UNAVAILABLE"),
+        ("ValidationException", "DATABASE_ERROR"),
     ],
 )
 def test_dynamo_errors_translated_by_code(code, expected):
     from pynamodb.exceptions import PutError
 
-    from relay_cloud.adapters.dynamo.vault_store import translate
+    from relay_cloud.adapters.dynamo.errors import translate
 
     cause = _client_error(code, 400) if code else ReadTimeoutError(endpoint_url="https://dynamodb")
     err = translate(PutError("put failed", cause=cause), "put")
     assert err.code == expected
-    assert isinstance(err, DependencyUnavailable) == (expected == "DYNAMODB_UNAVAILABLE")
+    assert isinstance(err, DependencyUnavailable) == (expected == "DATABASE_UNAVAILABLE")

@@ -7,31 +7,56 @@ from contextlib import contextmanager
 from botocore.exceptions import BotoCoreError
 from pynamodb.exceptions import PynamoDBException
 
-from relay_cloud.domain.errors import DependencyUnavailable
+from relay_cloud.domain.errors import DependencyUnavailable, RelayError
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 TRANSACTION_CANCELED = "TransactionCanceledException"
+_TRANSIENT = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+        "LimitExceededException",
+    }
+)
+
+
+def error_code(exc: PynamoDBException) -> str | None:
+    """The DynamoDB error code behind a pynamodb exception (None for connection errors and timeouts).
+
+    Not ``exc.cause_response_code``: that raises when the cause is a timeout whose ``response`` is None.
+    """
+    response = getattr(exc.cause, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
 def is_condition_failure(exc: PynamoDBException) -> bool:
-    if exc.cause_response_code == CONDITION_FAILED:
+    code = error_code(exc)
+    if code == CONDITION_FAILED:
         return True
     reasons = getattr(exc, "cancellation_reasons", None) or []
-    return exc.cause_response_code == TRANSACTION_CANCELED and any(
+    return code == TRANSACTION_CANCELED and any(
         reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons
     )
 
 
+def translate(exc: PynamoDBException, operation: str) -> RelayError:
+    """A typed error for a failed DynamoDB call, chosen by the cause's error code."""
+    code = error_code(exc)
+    if code is None or code in _TRANSIENT:  # connection failures and timeouts have no code
+        return DependencyUnavailable(f"DynamoDB {operation} failed; retry later", code="DATABASE_UNAVAILABLE")
+    return RelayError(f"DynamoDB {operation} failed ({code})", code="DATABASE_ERROR")
+
+
 @contextmanager
-def translated():
-    """Anything DynamoDB raises that is not handled by the caller becomes a 503 the client may retry."""
+def translated(operation: str = "request"):
+    """Whatever DynamoDB raises that the caller did not handle becomes a typed error."""
     try:
         yield
     except PynamoDBException as exc:
-        raise DependencyUnavailable(
-            "The database is unavailable, please retry", code="DATABASE_UNAVAILABLE"
-        ) from exc
+        raise translate(exc, operation) from exc
     except BotoCoreError as exc:
-        raise DependencyUnavailable(
-            "The database is unavailable, please retry", code="DATABASE_UNAVAILABLE"
-        ) from exc
+        raise DependencyUnavailable("The database is unavailable, please retry", code="DATABASE_UNAVAILABLE") from exc

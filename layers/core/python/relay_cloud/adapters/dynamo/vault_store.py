@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
 
+from relay_cloud.adapters.dynamo.errors import CONDITION_FAILED, error_code, translate
 from relay_cloud.adapters.dynamo.keys import (
     CREDENTIAL_PREFIX,
     DATA_KEY_PREFIX,
@@ -24,44 +25,12 @@ from relay_cloud.adapters.dynamo.keys import (
     user_pk,
 )
 from relay_cloud.adapters.dynamo.models import AuditItem, CredentialItem, DataKeyItem
-from relay_cloud.domain.errors import DependencyUnavailable, RelayError
 
 if TYPE_CHECKING:
     from relay_cloud.adapters.vault import VaultContext
 
 AUDIT_RETENTION_SECONDS = 400 * 24 * 3600
 DECRYPT_ACTION = "vault.decrypt"
-
-CONDITION_FAILED = "ConditionalCheckFailedException"
-_TRANSIENT = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "TransactionConflictException",
-        "LimitExceededException",
-    }
-)
-
-
-def error_code(exc: PynamoDBException) -> str | None:
-    """The DynamoDB error code behind a pynamodb exception (None for connection errors and timeouts).
-
-    Not ``exc.cause_response_code``: that raises when the cause is a timeout whose ``response`` is None.
-    """
-    response = getattr(exc.cause, "response", None)
-    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-
-
-def translate(exc: PynamoDBException, operation: str) -> RelayError:
-    """A typed error for a failed DynamoDB call, chosen by the cause's error code."""
-    code = error_code(exc)
-    if code is None or code in _TRANSIENT:  # connection failures and timeouts have no code
-        return DependencyUnavailable(f"DynamoDB {operation} failed; retry later", code="DYNAMODB_UNAVAILABLE")
-    return RelayError(f"DynamoDB {operation} failed ({code})", code="DYNAMODB_ERROR")
-
 
 class DynamoVaultStore:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
