@@ -18,6 +18,9 @@ class FunctionSpec:
     grants: tuple[str, ...] = ()
     memory_mb: int = 512
     timeout_s: int = 15
+    # Errors in 5 minutes that raise the alarm. A workflow task raises on purpose to make Step Functions
+    # retry; its real failures are the state machine's ExecutionsFailed alarm.
+    error_alarm_threshold: int = 1
 
     @property
     def handler(self) -> str:
@@ -26,6 +29,12 @@ class FunctionSpec:
     @property
     def module(self) -> str:
         return f"functions.{self.name}.handler"
+
+    @property
+    def serves_http(self) -> bool:
+        return bool(self.routes)
+
+
 
 
 FUNCTIONS: tuple[FunctionSpec, ...] = (
@@ -36,11 +45,52 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         grants=("table:read", "table:write", "vault", "github_secret"),
     ),
     FunctionSpec("billing", routes=("GET /api/billing/plans", "GET /api/billing/plans/{tier}"), memory_mb=256),
+    FunctionSpec(
+        "providers",
+        routes=("ANY /api/providers", "ANY /api/providers/{proxy+}"),
+        grants=("table:read", "table:write", "vault", "github_secret", "workflow:device_flow"),
+    ),
+    # Step Functions task of the device-flow workflow: no API route.
+    FunctionSpec("workflows", routes=(), grants=("table:read", "table:write", "vault", "github_secret"), timeout_s=30,
+                 error_alarm_threshold=25),
 )
 
+HTTP_FUNCTIONS = tuple(spec for spec in FUNCTIONS if spec.serves_http)
+
 # Targets of EventBridge schedules (the local stack's ticker runs the same list): (name, rate in
-# minutes, handler). Empty until the refresh sweep arrives with provider connections.
-SCHEDULES: tuple[tuple[str, int, str], ...] = ()
+# minutes, handler).
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A function run by an EventBridge schedule (the local stack's ticker runs the same list)."""
+
+    name: str
+    rate_minutes: int
+    handler: str
+    grants: tuple[str, ...] = ("table:read", "table:write", "vault")
+    memory_mb: int = 512
+    timeout_s: int = 60
+    routes: tuple[str, ...] = ()
+    error_alarm_threshold: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.rate_minutes, int) or self.rate_minutes < 1:
+            raise ValueError(f"schedule {self.name}: rate must be a whole number of minutes >= 1")
+
+    @property
+    def function_name(self) -> str:
+        return f"schedule-{self.name}"
+
+    @property
+    def module(self) -> str:
+        return self.handler.rpartition(".")[0]
+
+
+SCHEDULES: tuple[ScheduleSpec, ...] = (
+    # SPEC C3: refresh OAuth connections whose refresh is due (a query of the due-time index, no scans).
+    # GitHub refreshes need our OAuth client's secret; a long timeout lets a backlog catch up.
+    ScheduleSpec("token-refresh", 5, "functions.schedules.handler.refresh_sweep",
+                 grants=("table:read", "table:write", "vault", "github_secret"), timeout_s=180),
+)
 
 
 def function_for(method: str, path: str) -> FunctionSpec | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
+from .function import custom_providers_context
 from .stack import RelayCloudStack
 
 STACK_NAME = "RelayCloud"
@@ -45,6 +46,7 @@ def build_app(
         domain_name=_context(app, "domain_name"),
         certificate_arn=_context(app, "certificate_arn"),
         github_client_id=str(_context(app, "github_client_id", "")),
+        custom_providers=custom_providers_context(app.node.try_get_context("custom_providers")),
         alarm_email=_context(app, "alarm_email"),
         api_rate_limit=int(_context(app, "api_rate_limit", 100)),
         api_burst_limit=int(_context(app, "api_burst_limit", 200)),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
@@ -16,8 +18,15 @@ from constructs import Construct
 
 from .vault import Vault
 
+if TYPE_CHECKING:
+    from .workflows import Workflows
+
 METRICS_NAMESPACE = "AgentRelayCloud"
-KNOWN_GRANTS = ("table:read", "table:write", "vault", "github_secret")
+KNOWN_GRANTS = ("table:read", "table:write", "vault", "github_secret", "workflow:device_flow")
+DEVICE_FLOW_ARN_VARIABLE = "RELAY_DEVICE_FLOW_STATE_MACHINE_ARN"
+CUSTOM_PROVIDERS_VARIABLE = "RELAY_CUSTOM_PROVIDERS"
+CUSTOM_PROVIDER_URLS = ("device_authorization_url", "token_url", "revoke_url", "userinfo_url")
+CUSTOM_PROVIDER_REQUIRED = ("device_authorization_url", "token_url")  # for the device flow
 
 
 class SandboxConfigurationError(ValueError):
@@ -36,11 +45,13 @@ class FunctionSpecLike(Protocol):
 
 @dataclass(frozen=True)
 class Resources:
-    """What grants refer to: ``table:*`` → table, ``vault`` → vault key, ``github_secret`` → secret."""
+    """What grants refer to: ``table:*`` → table, ``vault`` → vault key, ``github_secret`` → secret,
+    ``workflow:device_flow`` → the device-flow state machine (None until the workflows construct exists)."""
 
     table: dynamodb.ITableV2
     vault: Vault
     github_secret: secretsmanager.ISecret
+    workflows: Workflows | None = None
 
 
 def production_environment(
@@ -78,6 +89,41 @@ def check_production_environment(environment: Mapping[str, str]) -> None:
             raise SandboxConfigurationError(f"{name}={text!r}: sandbox or plain-http upstreams never deploy")
         if name.endswith("_URL") and not text.startswith("https://"):
             raise SandboxConfigurationError(f"{name} must be an https URL in a deployed stack")
+    if environment.get(CUSTOM_PROVIDERS_VARIABLE):
+        check_custom_providers(str(environment[CUSTOM_PROVIDERS_VARIABLE]))
+
+
+def check_custom_providers(raw: str) -> None:
+    """The admin-configured OAuth/OIDC providers (context ``custom_providers``) must be a valid registry
+    whose every endpoint is an https URL of a real service, never a sandbox."""
+    from relay_cloud.domain.providers import RegistryError, custom_providers
+
+    try:
+        specs = custom_providers(raw)
+    except RegistryError as exc:
+        raise SandboxConfigurationError(f"{CUSTOM_PROVIDERS_VARIABLE}: {exc}") from exc
+    for spec in specs:
+        if spec.client_secret:
+            raise SandboxConfigurationError(
+                f"{CUSTOM_PROVIDERS_VARIABLE}[{spec.id}]: a client secret never goes into a function's environment; "
+                "store it in Secrets Manager and give client_secret_arn"
+            )
+        for name in CUSTOM_PROVIDER_URLS:
+            url = getattr(spec, name)
+            if url is None and not (name in CUSTOM_PROVIDER_REQUIRED and "device_flow" in spec.methods):
+                continue
+            parts = urlsplit(str(url))
+            if parts.scheme != "https" or not parts.hostname or "_sandbox" in str(url):
+                raise SandboxConfigurationError(
+                    f"{CUSTOM_PROVIDERS_VARIABLE}[{spec.id}].{name} must be an https URL of the real provider"
+                )
+
+
+def custom_providers_context(value) -> str:
+    """Context ``custom_providers``: a JSON string (or, from cdk.json, the list itself); "" when unset."""
+    if value in (None, ""):
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 class RelayFunction(Construct):
@@ -107,6 +153,7 @@ class RelayFunction(Construct):
             raise ValueError(f"function {spec.name}: unknown grants {unknown}; known: {KNOWN_GRANTS}")
         full_environment = {
             **dict(environment),
+            **self._grant_environment(spec, resources),
             "POWERTOOLS_SERVICE_NAME": spec.name,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -145,6 +192,14 @@ class RelayFunction(Construct):
         self.function.node.add_dependency(self.log_group)
         self._grant(spec.grants, resources)
 
+    @staticmethod
+    def _grant_environment(spec: FunctionSpecLike, resources: Resources) -> dict[str, str]:
+        if "workflow:device_flow" not in spec.grants:
+            return {}
+        if resources.workflows is None:
+            raise ValueError(f"function {spec.name}: grant workflow:device_flow needs the workflows construct first")
+        return {DEVICE_FLOW_ARN_VARIABLE: resources.workflows.device_flow.state_machine_arn}
+
     def _grant(self, grants: tuple[str, ...], resources: Resources) -> None:
         for grant in grants:
             if grant == "table:read":
@@ -155,3 +210,5 @@ class RelayFunction(Construct):
                 resources.vault.grant_envelope(self.function)
             elif grant == "github_secret":
                 resources.github_secret.grant_read(self.function)
+            elif grant == "workflow:device_flow":
+                resources.workflows.grant_device_flow(self.function)

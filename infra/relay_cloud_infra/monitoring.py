@@ -1,4 +1,5 @@
-"""Alarms on function errors and throttles and on API 5xx, delivered to an encrypted SNS topic."""
+"""Alarms on function errors and throttles, failed or timed-out workflow executions and API 5xx, delivered
+to an encrypted SNS topic."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 PERIOD = Duration.minutes(5)
@@ -58,11 +60,11 @@ class Monitoring(Construct):
         alarm.add_ok_action(self._action)
         self.alarms.append(alarm)
 
-    def watch_function(self, name: str, function: lambda_.IFunction) -> None:
+    def watch_function(self, name: str, function: lambda_.IFunction, *, error_threshold: int = 1) -> None:
         self._alarm(
             f"{name}-errors",
             function.metric_errors(period=PERIOD, statistic="Sum"),
-            1,
+            error_threshold,
             f"Function {name} raised errors (unhandled exceptions or timeouts)",
         )
         self._alarm(
@@ -70,6 +72,22 @@ class Monitoring(Construct):
             function.metric_throttles(period=PERIOD, statistic="Sum"),
             1,
             f"Function {name} was throttled (account concurrency exhausted)",
+        )
+
+    def watch_state_machine(self, name: str, state_machine: sfn.IStateMachine) -> None:
+        """Failed executions (SPEC C14: retries exhausted, or a task error the workflow could not record)
+        and timed-out ones (an execution outliving every device authorization)."""
+        self._alarm(
+            f"{name}-executions-failed",
+            state_machine.metric_failed(period=PERIOD, statistic="Sum"),
+            1,
+            f"Workflow {name}: executions failed",
+        )
+        self._alarm(
+            f"{name}-executions-timed-out",
+            state_machine.metric_timed_out(period=PERIOD, statistic="Sum"),
+            1,
+            f"Workflow {name}: executions timed out",
         )
 
     def watch_api(self, api: apigwv2.HttpApi, threshold: int = 5) -> None:

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from functions.manifest import FUNCTIONS, SCHEDULES, FunctionSpec
+from functions.manifest import FUNCTIONS, SCHEDULES, FunctionSpec, ScheduleSpec
+from relay_cloud.domain.providers import custom_providers
 
 from . import nag
 from .api import Api
 from .bundling import function_code, layer_code
 from .data import Data
-from .function import RelayFunction, Resources, production_environment
+from .function import CUSTOM_PROVIDERS_VARIABLE, RelayFunction, Resources, production_environment
 from .monitoring import Monitoring
 from .paths import WEB_DIR
-from .schedules import Schedules, ScheduleSpec
+from .schedules import Schedules
 from .vault import Vault
 from .web import Web
+from .workflows import Workflows
+
+WORKFLOWS_FUNCTION = "workflows"  # the manifest entry whose handler is the workflows' task
 
 
 def _construct_name(name: str) -> str:
@@ -34,11 +40,12 @@ class RelayCloudStack(Stack):
         construct_id: str,
         *,
         functions: tuple[FunctionSpec, ...] = FUNCTIONS,
-        schedules: tuple[tuple[str, int, str], ...] = SCHEDULES,
+        schedules: tuple[ScheduleSpec, ...] = SCHEDULES,
         web_dir: Path = WEB_DIR,
         domain_name: str | None = None,
         certificate_arn: str | None = None,
         github_client_id: str = "",
+        custom_providers: str = "",
         alarm_email: str | None = None,
         api_rate_limit: int = 100,
         api_burst_limit: int = 200,
@@ -82,19 +89,30 @@ class RelayCloudStack(Stack):
             github_client_id=github_client_id,
             github_client_secret_arn=self.github_secret.secret_arn,
         )
+        # Admin-configured OAuth/OIDC providers (with their client secrets): only where the vault is.
+        self._custom_providers = custom_providers
 
         self.functions: dict[str, RelayFunction] = {}
+        self.workflows: Workflows | None = None
+        task_spec = next((spec for spec in functions if spec.name == WORKFLOWS_FUNCTION), None)
+        if task_spec is not None:
+            self.workflows = Workflows(self, "Workflows", task_spec=task_spec, make_function=self._function)
+            self.functions[task_spec.name] = self.workflows.task
+            self._resources = replace(self._resources, workflows=self.workflows)
+            self.monitoring.watch_state_machine("device-flow", self.workflows.device_flow)
         for spec in functions:
+            if spec.name in self.functions:
+                continue
             function = self._function(self, f"{_construct_name(spec.name)}Function", spec)
-            self.api.add_function_routes(spec.name, spec.routes, function.function)
+            if spec.serves_http:
+                self.api.add_function_routes(spec.name, spec.routes, function.function)
             self.functions[spec.name] = function
         self.schedules = Schedules(self, "Schedules", entries=schedules, make_function=self._function)
-        watched = {
-            **self.functions,
-            **{f"schedule-{name}": function for name, function in self.schedules.functions.items()},
-        }
-        for name, function in watched.items():
-            self.monitoring.watch_function(name, function.function)
+        watched = [(spec.name, self.functions[spec.name], spec) for spec in functions] + [
+            (f"schedule-{spec.name}", self.schedules.functions[spec.name], spec) for spec in schedules
+        ]
+        for name, function, spec in watched:
+            self.monitoring.watch_function(name, function.function, error_threshold=spec.error_alarm_threshold)
         self.monitoring.watch_api(self.api.http_api)
 
         CfnOutput(self, "PublicUrl", value=self.public_url)
@@ -102,16 +120,29 @@ class RelayCloudStack(Stack):
         CfnOutput(self, "TableName", value=self.data.table.table_name)
         CfnOutput(self, "GitHubClientSecretArn", value=self.github_secret.secret_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        if self.workflows is not None:
+            CfnOutput(self, "DeviceFlowStateMachineArn", value=self.workflows.device_flow.state_machine_arn)
 
         nag.acknowledge(self)
 
     def _function(self, scope: Construct, construct_id: str, spec: FunctionSpec | ScheduleSpec) -> RelayFunction:
-        return RelayFunction(
+        environment = dict(self._environment)
+        if "vault" in spec.grants and self._custom_providers:
+            environment[CUSTOM_PROVIDERS_VARIABLE] = self._custom_providers
+        function = RelayFunction(
             scope,
             construct_id,
             spec=spec,
             code=function_code(spec.handler),
             layer=self.layer,
             resources=self._resources,
-            environment=self._environment,
+            environment=environment,
         )
+        secret_arns = sorted({p.client_secret_arn for p in custom_providers(self._custom_providers) if p.client_secret_arn})
+        if "vault" in spec.grants and secret_arns:
+            # Custom providers' client secrets stay in Secrets Manager; only the functions that talk to
+            # the providers may read them, and only those secrets.
+            function.function.add_to_role_policy(
+                iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=secret_arns)
+            )
+        return function

@@ -9,7 +9,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import httpx
-import pytest
 
 from relay_cloud.local.signin import sign_in
 from tests.e2e.conftest import SEEN_SECRETS

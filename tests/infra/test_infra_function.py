@@ -83,3 +83,23 @@ def test_unknown_grants_are_refused(scaffold):
             stack, "Bad", spec=replace(FUNCTIONS[0], grants=("table:*",)),
             code=lambda_.Code.from_inline("x = 1"), layer=layer, resources=resources, environment=BASE,
         )
+
+
+def test_a_function_without_routes_is_accepted(scaffold):
+    spec = next(spec for spec in FUNCTIONS if not spec.routes)
+    function = _function_for(scaffold, spec)
+    assert function.spec is spec
+
+
+def test_the_device_flow_grant_needs_the_workflows_construct(scaffold):
+    spec = next(spec for spec in FUNCTIONS if "workflow:device_flow" in spec.grants)
+    with pytest.raises(ValueError, match="workflows construct"):
+        _function_for(scaffold, spec)
+
+
+def _function_for(scaffold, spec):
+    stack, layer, resources = scaffold
+    return RelayFunction(
+        stack, f"Fn{spec.name}", spec=spec, code=lambda_.Code.from_inline("def lambda_handler(e, c): pass"),
+        layer=layer, resources=resources, environment=BASE,
+    )

@@ -8,11 +8,11 @@ from aws_cdk.assertions import Template
 from cdk_nag import AwsSolutionsChecks
 from cdk_template_helpers import of_type, props, relay_functions, service_name
 from infra_build import SKIP_BUNDLING
-from relay_cloud_infra.schedules import schedule_specs
+from functions.manifest import ScheduleSpec
 from relay_cloud_infra.stack import RelayCloudStack
 
 HANDLER = "functions.meta.handler.lambda_handler"
-SCHEDULES = (("sweep", 5, HANDLER), ("minutely", 1, HANDLER))
+SCHEDULES = (ScheduleSpec("sweep", 5, HANDLER), ScheduleSpec("minutely", 1, HANDLER))
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,8 @@ def test_one_rule_and_function_per_schedule(scheduled):
         expressions[service_name(resources[function_id])] = props(rule)["ScheduleExpression"]
         assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
     assert expressions == {"sweep": "rate(5 minutes)", "minutely": "rate(1 minute)"}
-    for name, _, handler in SCHEDULES:
+    for spec in SCHEDULES:
+        name, handler = spec.name, spec.handler
         _, fn = functions[name]
         assert props(fn)["Handler"] == handler
         assert props(fn)["Architectures"] == ["arm64"]
@@ -65,7 +66,7 @@ def test_schedule_functions_pass_cdk_nag(scheduled):
 
 def test_rate_must_be_whole_minutes():
     with pytest.raises(ValueError):
-        schedule_specs([("bad", 0, HANDLER)])
+        ScheduleSpec("bad", 0, HANDLER)
     with pytest.raises(ValueError):
-        schedule_specs([("bad", 1.5, HANDLER)])
-    assert schedule_specs([("ok", 15, HANDLER)])[0].rate_minutes == 15
+        ScheduleSpec("bad", 1.5, HANDLER)
+    assert ScheduleSpec("ok", 15, HANDLER).rate_minutes == 15

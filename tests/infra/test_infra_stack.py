@@ -16,10 +16,12 @@ from cdk_template_helpers import (
     statements_by_role,
 )
 
-from functions.manifest import FUNCTIONS, SCHEDULES
+
+from functions.manifest import FUNCTIONS, HTTP_FUNCTIONS, SCHEDULES
 from relay_cloud.adapters.dynamo.table import TABLE
 
-SPECS = {spec.name: spec for spec in FUNCTIONS}
+# Every deployed function by its POWERTOOLS_SERVICE_NAME: the manifest's and the schedule targets.
+SPECS = {spec.name: spec for spec in (*FUNCTIONS, *SCHEDULES)}
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 ALL_VIEWER_EXCEPT_HOST_HEADER = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
 
@@ -131,7 +133,7 @@ def test_grants_follow_the_manifest(resources):
 def test_one_function_per_spec_with_the_shared_defaults(resources):
     functions = relay_functions(resources)
     assert sorted(service_name(fn) for fn in functions.values()) == sorted(
-        [spec.name for spec in FUNCTIONS] + [name for name, _, _ in SCHEDULES]
+        [spec.name for spec in FUNCTIONS] + [spec.name for spec in SCHEDULES]
     )
     (core_layer,) = [
         lid for lid, res in of_type(resources, "AWS::Lambda::LayerVersion").items()
@@ -184,7 +186,7 @@ def test_one_route_per_route_key(resources):
     routes = [props(r)["RouteKey"] for r in of_type(resources, "AWS::ApiGatewayV2::Route").values()]
     expected = [key for spec in FUNCTIONS for key in spec.routes]
     assert sorted(routes) == sorted(expected)
-    assert len(of_type(resources, "AWS::ApiGatewayV2::Integration")) == len(FUNCTIONS)
+    assert len(of_type(resources, "AWS::ApiGatewayV2::Integration")) == len(HTTP_FUNCTIONS)
 
 
 def test_default_stage_is_throttled_and_access_logged_without_query_strings(resources):

@@ -12,6 +12,7 @@ import time
 import boto3
 import pytest
 
+from functions.manifest import ScheduleSpec
 from relay_cloud.local.gateway import Gateway, build_event, map_result, match_route
 from relay_cloud.local.server import LocalServer, StaticSite
 
@@ -274,7 +275,7 @@ def test_ticker_runs_a_schedule_with_an_eventbridge_event():
     module.handler = lambda event, context: seen.append((event, context.function_name)) or "done"
     sys.modules[module.__name__] = module
     try:
-        ticker = Ticker(schedules=(("sweep", 5, "relay_test_schedule_target.handler"),))
+        ticker = Ticker(schedules=(ScheduleSpec("sweep", 5, "relay_test_schedule_target.handler"),))
         assert ticker.run_schedule("sweep", "relay_test_schedule_target.handler") == "done"
     finally:
         del sys.modules[module.__name__]

@@ -4,12 +4,12 @@ and described in the OpenAPI document; the table names no route that does not ex
 import importlib
 import re
 
-from functions.manifest import FUNCTIONS, function_for
+from functions.manifest import HTTP_FUNCTIONS, function_for
 from relay_cloud.http.access import ROUTE_ACCESS, route_key
 
 
 def registered_routes():
-    for spec in FUNCTIONS:
+    for spec in HTTP_FUNCTIONS:
         app = importlib.import_module(spec.module).app
         for route in app._static_routes + app._dynamic_routes:
             yield spec, route_key(route.method, route.path)

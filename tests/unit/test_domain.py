@@ -64,3 +64,53 @@ def test_settings_refuse_sandbox_or_plain_http_outside_local():
     assert local.is_local and not local.secure_cookies
     with pytest.raises(ConfigError):
         load_settings({"RELAY_ENV": "staging"})
+
+
+def test_registry_built_ins_follow_provider_terms():
+    from relay_cloud.domain.providers import Registry, built_in_providers
+
+    reg = Registry(built_in_providers(anthropic_url="a", openai_url="o", google_url="g", github_oauth_url="gh",
+                                      github_client_id="c", github_client_secret="top-secret-value"))
+    # Claude, Codex and Gemini subscriptions: API keys or the provider's own login on the user's machine only.
+    for provider in ("anthropic", "openai", "google"):
+        assert reg.get(provider).methods == ("api_key", "workspace_login")
+    assert reg.get("github").methods == ("device_flow",) and reg.get("github").client_id == "c"
+    assert "top-secret-value" not in repr(reg.get("github"))  # never printed
+
+
+@pytest.mark.parametrize("raw,message", [
+    ("not json", "not valid JSON"), ('{"id": "x"}', "JSON list"), ('[{"id": "Bad Id"}]', "must match"),
+    ('[{"id": "idp"}]', "missing"),
+    ('[{"id": "github", "device_authorization_url": "u", "token_url": "t", "client_id": "c"}]', "declared twice"),
+])
+def test_custom_provider_configuration_errors(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings({"RELAY_ENV": "local", "RELAY_CUSTOM_PROVIDERS": raw})
+
+
+def test_custom_provider_urls_must_be_https_outside_local():
+    raw = '[{"id": "idp", "device_authorization_url": "http://idp/d", "token_url": "https://idp/t", "client_id": "c"}]'
+    with pytest.raises(ConfigError, match="device_authorization_url"):
+        load_settings({"RELAY_PUBLIC_URL": "https://app.example.com", "RELAY_CUSTOM_PROVIDERS": raw})
+
+
+def test_health_from_stored_connection():
+    from relay_cloud.domain.providers import health, refresh_due_at
+
+    assert refresh_due_at(1000, 2000) == 1900 and refresh_due_at(1000, None) is None
+    assert health(status=None, expires_at=None, refresh_due=None, now=0) == "not_connected"
+    assert health(status="valid", expires_at=2000, refresh_due=1900, now=1500) == "valid"
+    assert health(status="valid", expires_at=2000, refresh_due=1900, now=1950) == "expiring"
+    assert health(status="refresh_failed", expires_at=2000, refresh_due=1900, now=0) == "refresh_failed"
+    assert health(status="revoked", expires_at=None, refresh_due=None, now=0) == "revoked"
+
+
+def test_custom_provider_secrets_are_never_inline_outside_local():
+    entry = ('[{"id": "idp", "device_authorization_url": "https://idp/d", "token_url": "https://idp/t", '
+             '"client_id": "c", %s}]')
+    base = {"RELAY_PUBLIC_URL": "https://app.example.com"}
+    with pytest.raises(ConfigError, match="client_secret_arn"):
+        load_settings({**base, "RELAY_CUSTOM_PROVIDERS": entry % '"client_secret": "s"'})
+    arn = "arn:aws:secretsmanager:us-east-1:1:secret:idp"
+    settings = load_settings({**base, "RELAY_CUSTOM_PROVIDERS": entry % f'"client_secret_arn": "{arn}"'})
+    assert settings.registry().get("idp").client_secret_arn == arn

@@ -3,6 +3,8 @@
 
 import { api, currentLocation, setCsrfToken, showSessionExpired, signInUrl } from "./api.js";
 import { brand, icons, logoMark } from "./icons.js";
+import { AI_PROVIDER_IDS, fetchProviders, isUsable, mountProviders } from "./providers.js";
+import { esc, toast } from "./ui.js";
 
 const BASE = "/dashboard";
 
@@ -12,6 +14,7 @@ const SECTIONS = [
     id: "providers",
     label: "Providers",
     icon: icons.key,
+    live: true,
     title: "Connect your AI providers",
     lede: "Give your agents access to Claude, Codex and Gemini — on each provider's own terms.",
     points: [
@@ -117,15 +120,11 @@ const GENERIC_AUTH_ERROR = {
 };
 
 const root = document.getElementById("app");
-const state = { user: null, me: null, plans: null, plansPromise: null, routeToken: 0 };
+const state = { user: null, me: null, providers: null, plans: null, plansPromise: null, routeToken: 0, cleanup: null };
 
 // ---------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------
-
-function esc(value) {
-  return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-}
 
 function planTier(plan) {
   if (plan && typeof plan === "object") return String(plan.tier || plan.name || "free").toLowerCase();
@@ -196,15 +195,6 @@ function loadPlans() {
 
 function setTitle(label) {
   document.title = `${label} · Agent Relay Cloud`;
-}
-
-function toast(message) {
-  const el = document.createElement("div");
-  el.className = "toast";
-  el.setAttribute("role", "status");
-  el.textContent = message;
-  document.body.appendChild(el);
-  setTimeout(() => el.remove(), 4000);
 }
 
 function providerLabel(id) {
@@ -320,7 +310,7 @@ function renderShell() {
   const paid = tier !== "free";
   const nav = SECTIONS.map(
     (s) => `<li><a href="${sectionHref(s.id)}" data-section="${s.id}">${s.icon}<span>${esc(s.label)}</span>${
-      s.id === "overview" ? "" : '<span class="soon" aria-hidden="true">Soon</span>'
+      s.id === "overview" || s.live ? "" : '<span class="soon" aria-hidden="true">Soon</span>'
     }</a></li>`,
   ).join("");
 
@@ -410,6 +400,20 @@ window.addEventListener("popstate", () => {
 
 window.addEventListener("relay:session-expired", () => setNavOpen(false));
 
+/** Stop whatever the current section runs in the background (polls, timers, requests). */
+function leaveSection() {
+  if (state.cleanup) {
+    const cleanup = state.cleanup;
+    state.cleanup = null;
+    cleanup();
+  }
+}
+
+window.addEventListener("pagehide", leaveSection);
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted && state.user) route();
+});
+
 function route({ focus = false } = {}) {
   const id = sectionFromPath(window.location.pathname);
   const section = SECTIONS.find((s) => s.id === id);
@@ -419,12 +423,16 @@ function route({ focus = false } = {}) {
   }
   const main = root.querySelector("#main");
   state.routeToken += 1;
+  leaveSection();
   if (!section) {
     setTitle("Not found");
     main.innerHTML = notFound();
   } else if (section.id === "overview") {
     setTitle("Overview");
     loadOverview(main, state.routeToken);
+  } else if (section.id === "providers") {
+    setTitle(section.label);
+    state.cleanup = mountProviders(main);
   } else {
     setTitle(section.label);
     main.innerHTML = comingNext(section);
@@ -462,11 +470,15 @@ async function loadOverview(main, token) {
   main.innerHTML = overviewSkeleton();
   main.setAttribute("aria-busy", "true");
   const plansPromise = loadPlans();
+  // The provider list feeds onboarding and the Providers stat; the overview still renders without it.
+  const providersPromise = fetchProviders().catch(() => null);
   try {
     const me = await api("/api/auth/me");
     await plansPromise;
+    const providers = await providersPromise;
     if (token !== state.routeToken) return;
     state.me = me;
+    state.providers = providers;
     // Keep the header in step with the freshest profile.
     const planChip = root.querySelector('[data-testid="user-plan"]');
     if (planChip) planChip.textContent = userPlanName(me);
@@ -488,9 +500,35 @@ async function loadOverview(main, token) {
   }
 }
 
-/** Connected AI providers (the GitHub sign-in connection is listed by /me too, but it is not an AI provider). */
+/**
+ * Usable AI-provider connections (Claude, Codex, Gemini with health valid or expiring), as
+ * [{provider: id}]. From GET /api/providers; if that could not be loaded, from /api/auth/me (where the
+ * GitHub sign-in connection is listed too, but it is not an AI provider).
+ */
 function aiProviders(me) {
+  if (Array.isArray(state.providers)) {
+    return state.providers.filter((p) => AI_PROVIDER_IDS.includes(p.id) && isUsable(p)).map((p) => ({ provider: p.id }));
+  }
   return (me.connected_providers || []).filter((p) => p && p.provider && p.provider !== "github");
+}
+
+/** Every usable connection (any provider, GitHub and custom ones included), and the ones needing attention. */
+function providerCounts(me) {
+  if (!Array.isArray(state.providers)) {
+    const n = aiProviders(me).length;
+    return { connected: n, attention: 0, total: null };
+  }
+  return {
+    connected: state.providers.filter(isUsable).length,
+    attention: state.providers.filter((p) => ["refresh_failed", "revoked", "expiring"].includes(p.health)).length,
+    total: state.providers.length,
+  };
+}
+
+function providerStatSub(counts) {
+  if (counts.attention) return `${counts.attention} need${counts.attention === 1 ? "s" : ""} attention`;
+  if (counts.total !== null) return counts.connected ? `connected · ${counts.total} available` : `none connected · ${counts.total} available`;
+  return counts.connected ? "AI providers connected" : "no AI provider yet";
 }
 
 function onboardingSteps(me) {
@@ -527,6 +565,7 @@ function overview(me) {
   const tier = planTier(me.plan);
   const catalog = (state.plans || []).find((p) => p.tier === tier);
   const providers = aiProviders(me);
+  const counts = providerCounts(me);
   const invites = Number(me.pending_invites || 0);
   const limits = catalog ? catalog.limits || {} : null;
   const lim = (key, one, many) => {
@@ -590,8 +629,8 @@ function overview(me) {
       </li>
       <li class="stat">
         <span class="stat-label">${icons.key}Providers</span>
-        <div class="stat-value">${providers.length}</div>
-        <div class="stat-sub">${providers.length ? "AI providers connected" : "no AI provider yet"}</div>
+        <div class="stat-value" data-testid="overview-providers">${counts.connected}</div>
+        <div class="stat-sub${counts.attention ? " stat-sub-warn" : ""}">${esc(providerStatSub(counts))}</div>
       </li>
       <li class="stat">
         <span class="stat-label">${icons.mail}Invitations</span>
@@ -742,6 +781,7 @@ async function signOut(event) {
       return;
     }
   }
+  leaveSection();
   setCsrfToken(null);
   state.user = null;
   state.me = null;

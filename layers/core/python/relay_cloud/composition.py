@@ -43,11 +43,12 @@ class Container:
             oauth_url=self.settings.github_oauth_url,
             api_url=self.settings.github_api_url,
             client_id=self.settings.github_client_id,
-            client_secret=self._github_client_secret(),
+            client_secret=self.github_client_secret,
             timeout=self.settings.http_timeout_seconds,
         )
 
-    def _github_client_secret(self) -> str:
+    @cached_property
+    def github_client_secret(self) -> str:
         if self.settings.github_client_secret:
             return self.settings.github_client_secret
         if not self.settings.github_client_secret_arn:
@@ -74,6 +75,67 @@ class Container:
             github=_Lazy(lambda: self.github),
             redirect_uri=self.settings.github_redirect_uri,
             session_ttl=self.settings.session_ttl_seconds,
+        )
+
+
+    @cached_property
+    def registry(self):
+        """The provider registry with every client secret resolved (GitHub's and custom providers'
+        secrets live in Secrets Manager in deployed stacks; fetched once per warm function)."""
+        from dataclasses import replace
+
+        from relay_cloud.domain.providers import Registry
+
+        registry = self.settings.registry(github_client_secret=self.github_client_secret)
+        if not any(spec.client_secret_arn and not spec.client_secret for spec in registry.all()):
+            return registry
+        secrets = self.boto_session.client("secretsmanager")
+        return Registry([
+            replace(spec, client_secret=secrets.get_secret_value(SecretId=spec.client_secret_arn)["SecretString"])
+            if spec.client_secret_arn and not spec.client_secret else spec
+            for spec in registry.all()
+        ])
+
+    @cached_property
+    def providers(self):
+        from relay_cloud.adapters.dynamo.accounts import AuditLog
+        from relay_cloud.adapters.dynamo.connections import ConnectionRepository, DeviceFlowRepository
+        from relay_cloud.adapters.providers import ProviderClient
+        from relay_cloud.adapters.workflows import StepFunctionsWorkflow
+        from relay_cloud.services.providers import ProviderService
+
+        return ProviderService(
+            registry=_Lazy(lambda: self.registry),
+            connections=ConnectionRepository(),
+            flows=DeviceFlowRepository(),
+            vault=self.vault,
+            upstream=ProviderClient(github_api_url=self.settings.github_api_url,
+                                    timeout=self.settings.http_timeout_seconds),
+            workflow=StepFunctionsWorkflow(self.boto_session.client("stepfunctions"),
+                                           self.settings.device_flow_state_machine_arn),
+            audit=AuditLog(),
+        )
+
+    @cached_property
+    def refresh(self):
+        """The token-refresh sweep (SPEC C3); its own provider client, the shared vault and registry."""
+        import secrets
+        import time
+
+        from relay_cloud.adapters.dynamo.refresh_store import DynamoRefreshStore
+        from relay_cloud.adapters.providers import ProviderClient
+        from relay_cloud.services.refresh import RefreshService
+
+        return RefreshService(
+            registry=_Lazy(lambda: self.registry),
+            store=DynamoRefreshStore(),
+            vault=self.vault,
+            upstream=ProviderClient(github_api_url=self.settings.github_api_url,
+                                    timeout=self.settings.http_timeout_seconds),
+            clock=time.time,
+            sleep=time.sleep,
+            owner_id=f"refresher-{secrets.token_hex(4)}",  # each lease adds its own random suffix
+            workers=8,
         )
 
 

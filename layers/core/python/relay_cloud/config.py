@@ -27,6 +27,11 @@ class Settings:
     github_client_secret_arn: str
     github_oauth_url: str
     github_api_url: str
+    anthropic_api_url: str
+    openai_api_url: str
+    google_api_url: str
+    custom_providers: str
+    device_flow_state_machine_arn: str
     session_ttl_seconds: int
     vault_cache_seconds: int
     vault_cache_uses: int
@@ -46,7 +51,32 @@ class Settings:
         return f"{self.public_url}/api/auth/github/callback"
 
     def upstream_urls(self) -> dict[str, str]:
-        return {"RELAY_GITHUB_OAUTH_URL": self.github_oauth_url, "RELAY_GITHUB_API_URL": self.github_api_url}
+        urls = {
+            "RELAY_GITHUB_OAUTH_URL": self.github_oauth_url,
+            "RELAY_GITHUB_API_URL": self.github_api_url,
+            "RELAY_ANTHROPIC_API_URL": self.anthropic_api_url,
+            "RELAY_OPENAI_API_URL": self.openai_api_url,
+            "RELAY_GOOGLE_API_URL": self.google_api_url,
+        }
+        for spec in self.registry().all():
+            for name in ("device_authorization_url", "token_url", "revoke_url", "userinfo_url"):
+                if getattr(spec, name):
+                    urls[f"RELAY_CUSTOM_PROVIDERS[{spec.id}].{name}"] = getattr(spec, name)
+        return urls
+
+    def registry(self, github_client_secret: str | None = None):
+        """The provider registry; the GitHub client secret may be passed in once fetched (deployed stacks
+        keep it in Secrets Manager)."""
+        from relay_cloud.domain.providers import Registry, built_in_providers, custom_providers
+
+        return Registry(
+            built_in_providers(
+                anthropic_url=self.anthropic_api_url, openai_url=self.openai_api_url, google_url=self.google_api_url,
+                github_oauth_url=self.github_oauth_url, github_client_id=self.github_client_id,
+                github_client_secret=github_client_secret or self.github_client_secret,
+            )
+            + custom_providers(self.custom_providers)
+        )
 
 
 def _int(environ, name: str, default: int) -> int:
@@ -69,6 +99,11 @@ def load_settings(environ=None) -> Settings:
         github_client_secret_arn=environ.get("RELAY_GITHUB_CLIENT_SECRET_ARN", ""),
         github_oauth_url=environ.get("RELAY_GITHUB_OAUTH_URL", "https://github.com").rstrip("/"),
         github_api_url=environ.get("RELAY_GITHUB_API_URL", "https://api.github.com").rstrip("/"),
+        anthropic_api_url=environ.get("RELAY_ANTHROPIC_API_URL", "https://api.anthropic.com").rstrip("/"),
+        openai_api_url=environ.get("RELAY_OPENAI_API_URL", "https://api.openai.com").rstrip("/"),
+        google_api_url=environ.get("RELAY_GOOGLE_API_URL", "https://generativelanguage.googleapis.com").rstrip("/"),
+        custom_providers=environ.get("RELAY_CUSTOM_PROVIDERS", ""),
+        device_flow_state_machine_arn=environ.get("RELAY_DEVICE_FLOW_STATE_MACHINE_ARN", ""),
         session_ttl_seconds=_int(environ, "RELAY_SESSION_TTL_SECONDS", 7 * 24 * 3600),
         vault_cache_seconds=_int(environ, "RELAY_VAULT_CACHE_SECONDS", 300),
         vault_cache_uses=_int(environ, "RELAY_VAULT_CACHE_USES", 1000),
@@ -81,8 +116,18 @@ def load_settings(environ=None) -> Settings:
 def validate(settings: Settings) -> None:
     if settings.env not in ("local", "production"):
         raise ConfigError("RELAY_ENV must be 'local' or 'production'")
+    from relay_cloud.domain.providers import RegistryError
+
+    try:
+        registry = settings.registry()
+    except RegistryError as exc:
+        raise ConfigError(str(exc)) from exc
     if settings.is_local:
         return
+    for spec in registry.all():
+        if spec.custom and spec.client_secret:
+            raise ConfigError(f"custom provider {spec.id!r}: give client_secret_arn (Secrets Manager), not an inline "
+                              "client_secret, outside RELAY_ENV=local")
     for name, url in settings.upstream_urls().items() | {("RELAY_PUBLIC_URL", settings.public_url)}:
         parts = urlsplit(url)
         if parts.scheme != "https" or "/_sandbox" in parts.path:

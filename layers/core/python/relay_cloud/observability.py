@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics
@@ -13,6 +14,19 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
+
+
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is at write time (Lambda's stdout in production; a test's or the
+    local stack's replacement otherwise), never a stream captured when this module was imported."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 # The service name comes from POWERTOOLS_SERVICE_NAME (one per function, set by the CDK construct).
-logger = Logger(utc=True)
+logger = Logger(utc=True, stream=_CurrentStdout())
 metrics = Metrics(namespace="AgentRelayCloud")

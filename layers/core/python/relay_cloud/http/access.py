@@ -30,6 +30,11 @@ ROUTE_ACCESS: dict[str, Access] = {
     "GET /api/auth/me": Access.SESSION,
     "POST /api/auth/logout": Access.SESSION,
     "DELETE /api/account": Access.SESSION,
+    "GET /api/providers": Access.SESSION,
+    "POST /api/providers/{provider}/connect": Access.SESSION,
+    "GET /api/providers/flows/{flow_id}": Access.SESSION,
+    "DELETE /api/providers/flows/{flow_id}": Access.SESSION,
+    "DELETE /api/providers/{provider}": Access.SESSION,
     "GET /api/billing/plans": Access.PUBLIC,
     "GET /api/billing/plans/{tier}": Access.PUBLIC,
 }

@@ -13,9 +13,9 @@ from relay_cloud.http.access import ROUTE_ACCESS, Access
 
 
 def all_apps():
-    from functions.manifest import FUNCTIONS
+    from functions.manifest import HTTP_FUNCTIONS
 
-    return {spec.name: importlib.import_module(spec.module).app for spec in FUNCTIONS}
+    return {spec.name: importlib.import_module(spec.module).app for spec in HTTP_FUNCTIONS}
 
 
 @cache

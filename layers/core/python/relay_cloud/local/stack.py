@@ -130,6 +130,10 @@ class LocalStack:
                 "RELAY_GITHUB_CLIENT_SECRET": secrets.token_hex(20),
                 "RELAY_GITHUB_OAUTH_URL": sandbox_github,
                 "RELAY_GITHUB_API_URL": sandbox_github,
+                "RELAY_ANTHROPIC_API_URL": f"{self.url}/_sandbox/anthropic",
+                "RELAY_OPENAI_API_URL": f"{self.url}/_sandbox/openai",
+                "RELAY_GOOGLE_API_URL": f"{self.url}/_sandbox/google",
+                "RELAY_CUSTOM_PROVIDERS": json.dumps([self._sandbox_idp_provider()]),
             }
         self._set_env(env)
         self._bootstrap_aws()
@@ -172,6 +176,9 @@ class LocalStack:
                     server.server_close()  # release the port, not only the serving thread
             finally:
                 self._moto = None
+                from relay_cloud.local import lambdas
+
+                lambdas.uninstall()
         self._restore_env()
         if self._saved_binding is not None:
             from relay_cloud.adapters.dynamo import models
@@ -194,6 +201,9 @@ class LocalStack:
         self._moto = ThreadedMotoServer(ip_address=self.host, port=port, verbose=False)
         self._moto.start()
         self.moto_url = f"http://{self.host}:{port}"
+        from relay_cloud.local import lambdas
+
+        lambdas.install()  # moto's simple Lambda backend runs the project's handlers (Step Functions tasks)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines carry URLs
         self._configure_moto()
 
@@ -217,7 +227,8 @@ class LocalStack:
         return session.client("dynamodb", endpoint_url=self.moto_url), session.client("kms", endpoint_url=self.moto_url)
 
     def _bootstrap_aws(self) -> bool:
-        """Create the table (from the CDK's definition) and the vault key + alias where missing."""
+        """Create the table (from the CDK's definition), the vault key + alias and the workflows (the
+        device-flow state machine from the CDK's ASL file, and its task function) where missing."""
         from relay_cloud.adapters.dynamo.table import create_table
 
         dynamodb, kms = self._clients()
@@ -235,10 +246,24 @@ class LocalStack:
             else:
                 kms.create_alias(AliasName=KMS_ALIAS, TargetKeyId=key["KeyMetadata"]["KeyId"])
             created = True
+        return self._bootstrap_workflows() or created
+
+    def _bootstrap_workflows(self) -> bool:
+        """The workflows function and the device-flow state machine (relay_cloud.local.workflows)."""
+        import boto3
+
+        from relay_cloud.local import workflows
+
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        )
+        arn, created = workflows.bootstrap(session, self.moto_url)
+        if self.env.get("RELAY_DEVICE_FLOW_STATE_MACHINE_ARN") != arn:
+            self._set_env({"RELAY_DEVICE_FLOW_STATE_MACHINE_ARN": arn})
         return created
 
     def ensure_bootstrapped(self) -> bool:
-        """Recreate the table, key and moto configuration if they are gone; True when it had to.
+        """Recreate the table, key, workflows and moto configuration if they are gone; True when it had to.
 
         moto's backends are process-global: an in-process ``mock_aws`` (other tests) resets them when it
         starts and stops, wiping the running server's resources too. Test fixtures call this.
@@ -259,8 +284,26 @@ class LocalStack:
         self._saved_binding = (meta.table_name, meta.host, getattr(meta, "region", None))
         models.bind_table(TABLE_NAME, host=self.moto_url, region=REGION)
 
+    def _sandbox_idp_provider(self) -> dict:
+        """The one custom OAuth/OIDC provider of the local stack: the sandbox IdP, with a fresh client."""
+        idp = f"{self.url}/_sandbox/idp"
+        return {
+            "id": "sandbox-idp",
+            "display_name": "Sandbox OIDC",
+            "color": "#0ea5e9",
+            "device_authorization_url": f"{idp}/oauth/device_authorization",
+            "token_url": f"{idp}/oauth/token",
+            "revoke_url": f"{idp}/oauth/revoke",
+            "userinfo_url": f"{idp}/userinfo",
+            "client_id": "sandbox-idp-" + secrets.token_hex(6),
+            "client_secret": secrets.token_hex(20),
+            "scopes": ["openid", "profile", "email", "offline_access"],
+        }
+
     def _mount_sandboxes(self) -> None:
         from relay_cloud.sandbox.github import GitHubSandbox
+        from relay_cloud.sandbox.idp import IdpSandbox
+        from relay_cloud.sandbox.model_lists import AnthropicSandbox, GoogleSandbox, OpenAISandbox
 
         github = GitHubSandbox(base_url=f"{self.url}/_sandbox/github")
         github.register_client(
@@ -268,7 +311,17 @@ class LocalStack:
             self.env["RELAY_GITHUB_CLIENT_SECRET"],
             callback_url=f"{self.url}/api/auth/github/callback",
         )
-        self.sandboxes = {"github": github}
+        idp = IdpSandbox(base_url=f"{self.url}/_sandbox/idp")
+        for provider in json.loads(self.env["RELAY_CUSTOM_PROVIDERS"]):
+            if provider["id"] == "sandbox-idp":
+                idp.register_client(provider["client_id"], provider["client_secret"])
+        self.sandboxes = {
+            "github": github,
+            "idp": idp,
+            "anthropic": AnthropicSandbox(),
+            "openai": OpenAISandbox(),
+            "google": GoogleSandbox(),
+        }
         self._server.sandboxes.update(self.sandboxes)
 
     @staticmethod

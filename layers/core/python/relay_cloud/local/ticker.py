@@ -84,11 +84,12 @@ class Ticker:
     def _run(self) -> None:
         started = self._clock()
         # Like a new rate rule, the first run comes one period after creation.
-        due = {name: started + rate * 60 for name, rate, _ in self.schedules}
+        due = {spec.name: started + spec.rate_minutes * 60 for spec in self.schedules}
         next_reap = started + self.reap_interval_s
         while not self._stop.wait(0.5):
             now = self._clock()
-            for name, rate, handler in self.schedules:
+            for spec in self.schedules:
+                name, rate, handler = spec.name, spec.rate_minutes, spec.handler
                 if now >= due[name]:
                     due[name] = now + rate * 60
                     self.run_schedule(name, handler)

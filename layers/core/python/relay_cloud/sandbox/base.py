@@ -2,12 +2,17 @@
 
 Every sandbox is mounted at ``/_sandbox/<name>/`` and shares a control surface:
 
-    POST   /_sandbox/<name>/_faults   {"path_contains", "status", "count", "delay_ms"}
+    POST   /_sandbox/<name>/_faults   {"path_contains", "status", "count", "delay_ms", "oauth_error"}
     DELETE /_sandbox/<name>/_faults
 
 A queued fault applies to the next ``count`` requests whose path contains ``path_contains``: it sleeps
 ``delay_ms`` first and, when ``status`` is given, answers that status with a JSON error instead of
-running the route. Control paths (starting with ``/_``) are never faulted.
+running the route. ``oauth_error`` (e.g. ``"slow_down"``) answers an OAuth error the way the sandbox's
+provider does instead (``Sandbox.oauth_error_response``: by default HTTP 400 ``{"error": ...}`` as in
+RFC 6749 §5.2; ``status``, when also given, overrides the HTTP status). Control paths (starting with
+``/_``, and routes registered with ``control=True`` such as ``/device/approve``) are never faulted.
+
+``settings_route`` gives a sandbox a ``POST /_config`` that changes numeric settings at runtime.
 """
 
 from __future__ import annotations
@@ -133,6 +138,10 @@ class Fault:
     status: int | None
     count: int
     delay_ms: int
+    oauth_error: str | None = None
+
+
+_OAUTH_ERROR = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
 
 
 class Sandbox:
@@ -142,22 +151,36 @@ class Sandbox:
 
     def __init__(self) -> None:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._control_paths: set[str] = set()
         self._faults: list[Fault] = []
         self._fault_lock = threading.Lock()
         self.route("POST", "/_faults", self._add_fault)
         self.route("DELETE", "/_faults", self._clear_faults)
 
-    def route(self, method: str, pattern: str, handler: Handler) -> None:
-        """Register ``handler`` for ``method`` and a path pattern with ``{name}`` parameters."""
+    def route(self, method: str, pattern: str, handler: Handler, *, control: bool = False) -> None:
+        """Register ``handler`` for ``method`` and a path pattern with ``{name}`` parameters.
+
+        ``control=True`` marks a sandbox control path (SPEC §5) that fault injection never touches."""
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
         self._routes.append((method.upper(), re.compile(f"^{regex}$"), handler))
+        if control:
+            self._control_paths.add(pattern)
+
+    def is_control(self, path: str) -> bool:
+        return path.startswith("/_") or path in self._control_paths
+
+    def oauth_error_response(self, request: Request, error: str, status: int | None) -> Response:
+        """How this sandbox's provider answers an OAuth error (used by ``oauth_error`` faults)."""
+        return json_response({"error": error}, status or 400, [("Cache-Control", "no-store"), ("Pragma", "no-cache")])
 
     def handle(self, request: Request) -> Response:
-        if not request.path.startswith("/_"):
+        if not self.is_control(request.path):
             fault = self._take_fault(request.path)
             if fault is not None:
                 if fault.delay_ms:
                     time.sleep(fault.delay_ms / 1000)
+                if fault.oauth_error:
+                    return self.oauth_error_response(request, fault.oauth_error, fault.status)
                 if fault.status:
                     return json_response(
                         {"message": f"Sandbox fault injected ({fault.status})", "sandbox_fault": True},
@@ -200,11 +223,14 @@ class Sandbox:
                 status=status,
                 count=max(1, int(data.get("count", 1))),
                 delay_ms=max(0, int(data.get("delay_ms", 0))),
+                oauth_error=data.get("oauth_error") or None,
             )
         except (TypeError, ValueError):
             return json_response({"message": "status, count and delay_ms must be integers"}, 400)
         if status is not None and not 100 <= status <= 599:
             return json_response({"message": "status must be an HTTP status"}, 400)
+        if fault.oauth_error is not None and not (isinstance(fault.oauth_error, str) and _OAUTH_ERROR.match(fault.oauth_error)):
+            return json_response({"message": "oauth_error must be an OAuth error code such as slow_down"}, 400)
         with self._fault_lock:
             self._faults.append(fault)
             queued = len(self._faults)
@@ -214,3 +240,25 @@ class Sandbox:
         with self._fault_lock:
             self._faults.clear()
         return Response(204)
+
+
+def update_settings(request: Request, settings: dict[str, int], lock, *, minimum: dict[str, int] | None = None) -> Response:
+    """Apply a ``POST /_config`` body to ``settings`` (positive integers only) under ``lock``; answers the
+    settings now in force. Unknown names are refused so a typo in a test fails loudly."""
+    data = request.json()
+    if not isinstance(data, dict):
+        return json_response({"message": "Expected a JSON object"}, 400)
+    unknown = sorted(set(data) - set(settings))
+    if unknown:
+        return json_response({"message": f"Unknown settings: {', '.join(unknown)}", "settings": sorted(settings)}, 400)
+    changes = {}
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+            return json_response({"message": f"{name} must be an integer"}, 400)
+        if int(value) < (minimum or {}).get(name, 1):
+            return json_response({"message": f"{name} must be at least {(minimum or {}).get(name, 1)}"}, 400)
+        changes[name] = int(value)
+    with lock:
+        settings.update(changes)
+        current = dict(settings)
+    return json_response(current)

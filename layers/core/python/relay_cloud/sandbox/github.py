@@ -4,6 +4,15 @@ OAuth web flow (docs.github.com "Authorizing OAuth apps"):
     GET  /login/oauth/authorize       client_id, redirect_uri, scope, state, code_challenge(+_method=S256)
                                        (+ ``login=NAME``: the sandbox's no-browser approval)
     POST /login/oauth/access_token    client_id, client_secret, code, redirect_uri, code_verifier
+OAuth device flow (docs.github.com "Authorizing OAuth apps" → "Device flow"):
+    POST /login/device/code           client_id, scope → device_code, user_code (XXXX-XXXX),
+                                       verification_uri (<base>/login/device), expires_in, interval
+    POST /login/oauth/access_token    client_id, device_code, grant_type=urn:ietf:params:oauth:grant-type:device_code
+                                       → access_token, token_type=bearer, scope; or (HTTP 200) error =
+                                       authorization_pending | slow_down (+5 s, new ``interval`` in the body,
+                                       kept for that code) | expired_token | access_denied |
+                                       incorrect_device_code | unsupported_grant_type | incorrect_client_credentials
+    GET  /login/device                the human page: enter the user code and a login, Authorize or Cancel
 REST API (docs.github.com/rest):
     GET  /user, /user/emails, /user/repos (page, per_page, Link header)
     DELETE /applications/{client_id}/grant, /applications/{client_id}/token (Basic client credentials)
@@ -12,7 +21,14 @@ Like GitHub, token endpoint errors are HTTP 200 with an ``error`` field, JSON wh
 and form-encoded otherwise. Codes are single-use and expire after 10 minutes; a code is spent by any
 exchange attempt that presents the right client credentials (a failed PKCE check cannot be retried).
 ``/user/emails`` needs the ``user:email`` (or ``user``) scope and private repositories need ``repo``,
-as on GitHub. Everything lives in memory behind one lock.
+as on GitHub. Device codes follow ``relay_cloud.sandbox.device`` (single-use after success).
+Everything lives in memory behind locks; ``clock`` is injectable (tests move time with it).
+
+Sandbox control surface (SPEC §5; never faulted):
+    POST /device/approve, /device/deny   {"user_code", "login"}: decide a pending device authorization
+                                          (approve creates the user if new, as the authorize endpoint does)
+    GET|POST /_config                     {"device_interval", "device_expires_in"} (seconds; defaults 5 and 900)
+    POST /_faults {"oauth_error": "slow_down", ...}  answers HTTP 200 {"error": "slow_down", "interval": n, ...}
 """
 
 from __future__ import annotations
@@ -27,6 +43,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
+from relay_cloud.sandbox import device
 from relay_cloud.sandbox.base import (
     Request,
     Response,
@@ -35,6 +52,7 @@ from relay_cloud.sandbox.base import (
     json_response,
     page,
     redirect,
+    update_settings,
     with_query,
 )
 
@@ -43,6 +61,19 @@ REPOS_PER_USER = 45
 DOCS = "https://docs.github.com"
 _TOKEN_ERRORS = "/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"
 _AUTHORIZE_ERRORS = "/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/"
+_DEVICE_ERRORS = "/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps#error-codes-for-the-device-flow"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+DEFAULT_DEVICE_INTERVAL = 5
+DEFAULT_DEVICE_EXPIRES_IN = 900
+_DEVICE_ERROR_TEXT = {
+    "authorization_pending": "The authorization request is still pending.",
+    "slow_down": "Too many requests have been made in the same timeframe.",
+    "expired_token": "The device_code has expired.",
+    "access_denied": "The authorization request was denied.",
+    "incorrect_device_code": "The device_code provided is not valid.",
+    "unsupported_grant_type": "The grant type must be urn:ietf:params:oauth:grant-type:device_code.",
+    "incorrect_client_credentials": "The client_id and/or client_secret passed are incorrect.",
+}
 _ALPHABET = string.ascii_letters + string.digits
 _REPO_WORDS = (
     "relay", "atlas", "beacon", "cobalt", "delta", "ember", "falcon", "garnet", "harbor", "indigo",
@@ -122,7 +153,16 @@ class GitHubSandbox(Sandbox):
         self._ids: set[int] = set()
         self._grants: dict[str, Grant] = {}
         self._tokens: dict[str, Token] = {}
+        self.settings = {"device_interval": DEFAULT_DEVICE_INTERVAL, "device_expires_in": DEFAULT_DEVICE_EXPIRES_IN}
+        self.devices = device.DeviceStore()
         self.route("GET", "/login/oauth/authorize", self.authorize)
+        self.route("POST", "/login/device/code", self.device_code)
+        self.route("GET", "/login/device", self.device_page)
+        self.route("POST", "/login/device", self.device_page_submit)
+        self.route("POST", "/device/approve", self.device_approve, control=True)
+        self.route("POST", "/device/deny", self.device_deny, control=True)
+        self.route("GET", "/_config", self.get_config)
+        self.route("POST", "/_config", self.set_config)
         self.route("POST", "/login/oauth/access_token", self.access_token)
         self.route("GET", "/user", self.get_user)
         self.route("GET", "/user/emails", self.get_emails)
@@ -253,6 +293,11 @@ class GitHubSandbox(Sandbox):
 
     def access_token(self, request: Request) -> Response:
         params = request.form()
+        grant_type = params.get("grant_type")
+        if grant_type == DEVICE_GRANT:
+            return self._device_token(request, params)
+        if grant_type not in (None, "", "authorization_code") or ("device_code" in params and "code" not in params):
+            return _device_error(request, "unsupported_grant_type")
         client_id = params.get("client_id", "")
         with self._lock:
             client = self._clients.get(client_id)
@@ -280,6 +325,84 @@ class GitHubSandbox(Sandbox):
         if request.wants_json():
             return json_response(result)
         return Response(200, urlencode(result).encode(), [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")])
+
+    # -- OAuth device flow ----------------------------------------------------------------------------
+
+    def device_code(self, request: Request) -> Response:
+        params = request.form()
+        with self._lock:
+            client = self._clients.get(params.get("client_id", ""))
+            interval, expires_in = self.settings["device_interval"], self.settings["device_expires_in"]
+        if client is None:
+            return _form_or_json(request, {"error": "Not Found"}, 404)
+        auth = self.devices.start(client.client_id, _normalize_scope(params.get("scope")), now=self.clock(),
+                                  expires_in=expires_in, interval=interval)
+        return _form_or_json(request, {
+            "device_code": auth.device_code,
+            "user_code": auth.user_code,
+            "verification_uri": f"{self._base(request)}/login/device",
+            "expires_in": expires_in,
+            "interval": interval,
+        })
+
+    def _device_token(self, request: Request, params: dict[str, str]) -> Response:
+        client_id = params.get("client_id", "")
+        with self._lock:
+            client = self._clients.get(client_id)
+        secret = params.get("client_secret")
+        # The device flow needs only the client_id; a client_secret, when sent, must still be right.
+        if client is None or (secret is not None and not secrets.compare_digest(client.client_secret, secret)):
+            return _device_error(request, "incorrect_client_credentials")
+        outcome, auth = self.devices.poll(params.get("device_code", ""), client_id, self.clock())
+        if outcome == device.APPROVED:
+            token = "gho_" + _random(36)
+            with self._lock:
+                self._tokens[token] = Token(client_id, auth.login, auth.scope, self.clock())
+            return _form_or_json(request, {"access_token": token, "token_type": "bearer", "scope": auth.scope})
+        if outcome == device.SLOW_DOWN:
+            return _device_error(request, "slow_down", interval=auth.interval)
+        error = {
+            device.PENDING: "authorization_pending",
+            device.EXPIRED: "expired_token",
+            device.DENIED: "access_denied",
+        }.get(outcome, "incorrect_device_code")  # unknown, another client's, or already used
+        return _device_error(request, error)
+
+    def oauth_error_response(self, request: Request, error: str, status: int | None) -> Response:
+        extra = {}
+        if error == "slow_down":
+            interval = self.devices.slow_down(request.form().get("device_code"), self.clock())
+            with self._lock:
+                extra["interval"] = interval or self.settings["device_interval"] + device.SLOW_DOWN_SECONDS
+        return _device_error(request, error, status=status or 200, **extra)
+
+    def _approve_login(self, login: str) -> None:
+        self.ensure_user(login)
+
+    def device_approve(self, request: Request) -> Response:
+        return device.decide_control(request, self.devices, approve=True, now=self.clock(),
+                                     valid_login=_valid_login, on_approve=self._approve_login)
+
+    def device_deny(self, request: Request) -> Response:
+        return device.decide_control(request, self.devices, approve=False, now=self.clock(),
+                                     valid_login=_valid_login, on_approve=self._approve_login)
+
+    def device_page(self, request: Request) -> Response:
+        return device.device_page(request, title="Device activation (sandbox GitHub)", heading="Device activation",
+                                  action=f"{request.base_path}/login/device",
+                                  user_code=request.arg("user_code", "") or "")
+
+    def device_page_submit(self, request: Request) -> Response:
+        return device.device_page_submit(request, self.devices, title="Device activation (sandbox GitHub)",
+                                         action=f"{request.base_path}/login/device", now=self.clock(),
+                                         valid_login=_valid_login, on_approve=self._approve_login)
+
+    def get_config(self, _request: Request) -> Response:
+        with self._lock:
+            return json_response(dict(self.settings))
+
+    def set_config(self, request: Request) -> Response:
+        return update_settings(request, self.settings, self._lock)
 
     # -- REST API -----------------------------------------------------------------------------------
 
@@ -450,6 +573,23 @@ def _token_error(request: Request, error: str, description: str) -> Response:
     if request.wants_json():
         return json_response(body)
     return Response(200, urlencode(body).encode(), [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")])
+
+
+def _form_or_json(request: Request, body: dict, status: int = 200) -> Response:
+    if request.wants_json():
+        return json_response(body, status)
+    return Response(status, urlencode(body).encode(), [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")])
+
+
+def _device_error(request: Request, error: str, *, status: int = 200, **extra) -> Response:
+    """A device-flow token error as GitHub sends it: HTTP 200 with error, error_description, error_uri."""
+    body = {
+        "error": error,
+        "error_description": _DEVICE_ERROR_TEXT.get(error, error.replace("_", " ").capitalize() + "."),
+        "error_uri": DOCS + _DEVICE_ERRORS,
+        **extra,
+    }
+    return _form_or_json(request, body, status)
 
 
 def _link_header(url: str, query: dict[str, list[str]], page_no: int, per_page: int, last: int) -> str:

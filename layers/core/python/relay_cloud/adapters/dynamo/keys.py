@@ -65,3 +65,34 @@ AUDIT_PREFIX = "AUDIT#"
 
 def owner_gsi_pk(user_id: str) -> str:
     return f"OWNER#{user_id}"
+
+
+CONNECTION_ID = "default"  # one connection per provider and user (the sign-in token is "sign-in")
+
+
+def device_flow_sk(flow_id: str) -> str:
+    return f"FLOW#{flow_id}"
+
+
+REFRESH_BUCKET_SECONDS = 300
+
+
+def refresh_bucket(due_at: int) -> int:
+    return due_at - due_at % REFRESH_BUCKET_SECONDS
+
+
+def refresh_gsi_pk(bucket: int) -> str:
+    """Credentials due for refresh, by 5-minute bucket: the sweep queries buckets, never scans."""
+    return f"REFRESH#{bucket:010d}"
+
+
+def refresh_gsi_sk(due_at: int, user_id: str, provider: str) -> str:
+    return f"{due_at:010d}#{user_id}#{provider}"
+
+
+def sweep_cursor_pk(sweep: str) -> str:
+    """The oldest due bucket a sweep may still have work in (one item per sweep)."""
+    return f"SWEEP#{sweep}"
+
+
+SWEEP_CURSOR_SK = "CURSOR"

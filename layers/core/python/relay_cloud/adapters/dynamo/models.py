@@ -18,7 +18,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from relay_cloud.adapters.dynamo.table import BY_OWNER, TABLE
+from relay_cloud.adapters.dynamo.table import BY_DUE_TIME, BY_OWNER, TABLE
 
 
 class _Meta:
@@ -40,6 +40,15 @@ def bind_table(table_name: str, *, host: str | None = None, region: str | None =
         if region:
             model.Meta.region = region
         model._connection = None
+
+
+class ByDueTime(GlobalSecondaryIndex):
+    class Meta:
+        index_name = BY_DUE_TIME.name
+        projection = AllProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True)
+    gsi2sk = UnicodeAttribute(range_key=True)
 
 
 class ByOwner(GlobalSecondaryIndex):
@@ -153,6 +162,60 @@ class CredentialItem(Item):
     metadata = MapAttribute(default=dict)
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
+    # Provider connections (SPEC C2/C3); the sign-in token leaves these unset.
+    method = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)  # valid | refresh_failed | revoked
+    failure_reason = UnicodeAttribute(null=True)
+    account = UnicodeAttribute(null=True)
+    token_issued_at = NumberAttribute(null=True)
+    token_expires_at = NumberAttribute(null=True)
+    refresh_due_at = NumberAttribute(null=True)
+    last_refreshed_at = NumberAttribute(null=True)
+    generation = NumberAttribute(default=0)  # bumped on every write of new tokens (conditional writes)
+    lease_owner = UnicodeAttribute(null=True)  # the refresher holding the single-flight lease
+    lease_until = NumberAttribute(null=True)
+    refresh_attempts = NumberAttribute(null=True)  # sweeps in a row that ran out of retry budget
+    gsi2pk = UnicodeAttribute(null=True)  # REFRESH#<bucket> while a refresh is due, else absent
+    gsi2sk = UnicodeAttribute(null=True)
+    by_due_time = ByDueTime()
+
+
+class DeviceFlowItem(Item):
+    """An RFC 8628 device authorization in progress, polled by the device-flow workflow.
+
+    The device code is a bearer secret: it is kept sealed in the vault, never in the workflow's input."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="DEVICE_FLOW")
+    flow_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    provider = UnicodeAttribute()
+    status = UnicodeAttribute()  # pending | connected | expired | denied | error | cancelled
+    user_code = UnicodeAttribute()
+    verification_uri = UnicodeAttribute()
+    verification_uri_complete = UnicodeAttribute(null=True)
+    interval = NumberAttribute()
+    flow_expires_at = NumberAttribute()
+    device_code = BinaryAttribute(legacy_encoding=False)
+    key_version = NumberAttribute()
+    execution_arn = UnicodeAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    expires_at = NumberAttribute()  # TTL: a day after the device code expires
+
+
+class SweepCursorItem(Item):
+    """Where a scheduled sweep resumes: the oldest due bucket that may still hold work."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="SWEEP_CURSOR")
+    bucket = NumberAttribute()
+    updated_at = NumberAttribute()
 
 
 class AuditItem(Item):
@@ -171,4 +234,7 @@ class AuditItem(Item):
     expires_at = NumberAttribute(null=True)
 
 
-ALL_MODELS = (Item, UserItem, GithubIdentityItem, SessionItem, OAuthLoginItem, DataKeyItem, CredentialItem, AuditItem)
+ALL_MODELS = (
+    Item, UserItem, GithubIdentityItem, SessionItem, OAuthLoginItem, DataKeyItem, CredentialItem, DeviceFlowItem, SweepCursorItem,
+    AuditItem,
+)
