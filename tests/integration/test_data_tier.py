@@ -160,3 +160,15 @@ def test_sign_in_sealed_under_a_rotated_away_key_is_refused(backend):
     stale = StoredCredential("usr_a", "github", "sign-in", "oauth_access_token", b"\x00new", 2, {})
     with pytest.raises(Conflict):
         users.save_sign_in(_user(), is_new=False, credential=stale, new_data_key=None, now=NOW + 1)
+
+
+def test_a_retired_data_key_accepts_no_new_ciphertext(backend):
+    """Rotation retires the old key before its last pass: a writer that sealed under it must seal again."""
+    from relay_cloud.adapters.dynamo.vault_store import DynamoVaultStore
+
+    users = UserRepository()
+    users.save_sign_in(_user(), is_new=True, credential=_credential("usr_a"), new_data_key=_data_key("usr_a"), now=NOW)
+    DynamoVaultStore().retire_data_keys("usr_a", [1])
+    with pytest.raises(Conflict):
+        users.save_sign_in(_user(), is_new=False, credential=_credential("usr_a"), new_data_key=None, now=NOW + 1)
+    assert DynamoVaultStore().data_key("usr_a", 1).retired_at is not None  # still there to open old ciphertext

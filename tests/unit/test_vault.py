@@ -108,6 +108,13 @@ class MemoryStore:
         stored.key_version = key_version
         return True
 
+    def retire_data_keys(self, user_id, versions):
+        for v in versions:
+            item = self.items.get((user_pk(user_id), data_key_sk(v)))
+            if item is not None:
+                item.retired_at = 1
+        self.retired = getattr(self, "retired", []) + list(versions)
+
     def delete_data_keys(self, user_id, versions):
         for v in versions:
             self.items.pop((user_pk(user_id), data_key_sk(v)), None)
@@ -646,3 +653,28 @@ def test_dynamo_errors_translated_by_code(code, expected):
     err = translate(PutError("put failed", cause=cause), "put")
     assert err.code == expected
     assert isinstance(err, DependencyUnavailable) == (expected == "DATABASE_UNAVAILABLE")
+
+
+def test_rewrap_retires_old_versions_then_catches_writers_that_committed_before(vault, store, kms, clock):
+    """A writer that sealed under v1 and commits during the first pass is rewrapped by the second pass
+    (after v1 is retired no writer can commit under it), so v1 can go."""
+    ctxs = _seed(vault, store, n=2)
+    real_replace = store.replace_ciphertext
+    old_ct = bytes(store.stored_credential(ctxs[1]).ciphertext)
+    raced = []
+
+    def writer_commits_once_during_the_first_pass(item, ciphertext, key_version, expected_ciphertext):
+        ok = real_replace(item, ciphertext, key_version, expected_ciphertext)
+        if item.credential_id == "c1" and not raced and not getattr(store, "retired", None):
+            raced.append(True)
+            store.put_credential(ctxs[1], old_ct)  # committed before the retirement
+        return ok
+
+    store.replace_ciphertext = writer_commits_once_during_the_first_pass
+    vault.rewrap("u1")
+    assert raced and store.retired == [1]
+    assert store.data_key_versions("u1") == [2]
+    assert key_version_of(store.stored_credential(ctxs[1]).ciphertext) == 2
+    fresh = new_vault(kms, store, clock)
+    for i, ctx in enumerate(ctxs):
+        assert _open(fresh, ctx, store.stored_credential(ctx).ciphertext) == b"secret-%d" % i

@@ -29,10 +29,11 @@ Concurrency notes for callers
     * ``seal`` for a user without a data key returns ``Sealed.new_data_key``: persist it in the same
       TransactWriteItems as the ciphertext, as a Put conditioned on ``attribute_not_exists(pk)``. If
       that transaction is cancelled, call ``forget(user_id)`` and seal again (another writer won).
-    * To be immune to a rotation racing a write, a caller may add a ConditionCheck
-      ``attribute_exists(pk)`` on ``(user_pk(user_id), data_key_sk(sealed.key_version))`` to the
-      transaction that stores the ciphertext; ``rewrap`` deletes a key version only after no
-      credential references it.
+    * A rotation racing a write: a caller storing ciphertext adds a ConditionCheck
+      ``DataKeyItem.accepts_new_ciphertext()`` on ``(user_pk(user_id), data_key_sk(sealed.key_version))``
+      to its transaction. ``rewrap`` retires the old versions (they still open, but accept no new
+      ciphertext), rewraps every item again, and deletes a version only when nothing references it; a
+      writer that loses to the retirement seals again under the current key.
     * A cache in another process may still hold a shredded user's key for up to ``cache_seconds``;
       account deletion removes the user's ciphertext items as well.
 """
@@ -144,6 +145,8 @@ class VaultStore(Protocol):
     def replace_ciphertext(
         self, item: CredentialItem, ciphertext: bytes, key_version: int, expected_ciphertext: bytes
     ) -> bool: ...
+
+    def retire_data_keys(self, user_id: str, versions: Iterable[int]) -> None: ...
 
     def delete_data_keys(self, user_id: str, versions: Iterable[int]) -> None: ...
 
@@ -326,12 +329,19 @@ class Vault:
 
         rewrapped = 0
         failed = 0
-        for item in self._store.credentials(user_id):
-            try:
-                if self._rewrap_item(user_id, item, target):
-                    rewrapped += 1
-            except VaultError:
-                failed += 1  # cannot be opened under its own key: leave it (and its key) untouched
+        # Two passes around retiring the old versions: a writer that sealed under an old key before it
+        # was retired may commit during the first pass; once retired, no writer can (its transaction's
+        # condition on the key fails and it seals again), so the second pass catches every straggler.
+        for rewrap_pass in range(2):
+            if rewrap_pass == 1:
+                self._store.retire_data_keys(user_id, [v for v in self._store.data_key_versions(user_id) if v < target])
+            failed = 0
+            for item in self._store.credentials(user_id):
+                try:
+                    if self._rewrap_item(user_id, item, target):
+                        rewrapped += 1
+                except VaultError:
+                    failed += 1  # cannot be opened under its own key: leave it (and its key) untouched
         referenced = self._referenced_versions(user_id)
         obsolete = [v for v in self._store.data_key_versions(user_id) if v < target and v not in referenced]
         if obsolete:

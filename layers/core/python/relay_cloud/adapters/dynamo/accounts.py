@@ -136,7 +136,7 @@ class UserRepository:
                             DataKeyItem,
                             keys.user_pk(user.user_id),
                             keys.data_key_sk(credential.key_version),
-                            condition=DataKeyItem.pk.exists(),
+                            condition=DataKeyItem.accepts_new_ciphertext(),
                         )
             except TransactWriteError as exc:
                 if is_condition_failure(exc):

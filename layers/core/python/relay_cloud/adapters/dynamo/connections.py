@@ -77,7 +77,7 @@ class ConnectionRepository:
                         tx.save(new_data_key, condition=DataKeyItem.pk.does_not_exist())
                     else:
                         tx.condition_check(DataKeyItem, keys.user_pk(connection.user_id),
-                                           keys.data_key_sk(connection.key_version), condition=DataKeyItem.pk.exists())
+                                           keys.data_key_sk(connection.key_version), condition=DataKeyItem.accepts_new_ciphertext())
                     if complete_flow is not None:
                         flow = DeviceFlowItem(keys.user_pk(connection.user_id), keys.device_flow_sk(complete_flow))
                         tx.update(flow, actions=[DeviceFlowItem.status.set("connected"),

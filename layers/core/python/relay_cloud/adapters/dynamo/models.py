@@ -143,6 +143,13 @@ class DataKeyItem(Item):
     wrapped_key = BinaryAttribute(legacy_encoding=False)
     kms_key_id = UnicodeAttribute()
     created_at = NumberAttribute()
+    retired_at = NumberAttribute(null=True)  # set by rotation: still opens old ciphertext, takes no new one
+
+    @classmethod
+    def accepts_new_ciphertext(cls):
+        """The condition a transaction storing ciphertext sealed under this key puts on the key item: it
+        exists and rotation has not retired it (else the writer seals again under the current key)."""
+        return cls.pk.exists() & cls.retired_at.does_not_exist()
 
 
 class CredentialItem(Item):

@@ -135,7 +135,7 @@ class DynamoRefreshStore:
                     tx.update(CredentialItem(*_key(credential.user_id, credential.provider)), actions=actions,
                               condition=CredentialItem.lease_owner == owner)
                     tx.condition_check(DataKeyItem, keys.user_pk(credential.user_id),
-                                       keys.data_key_sk(update.key_version), condition=DataKeyItem.pk.exists())
+                                       keys.data_key_sk(update.key_version), condition=DataKeyItem.accepts_new_ciphertext())
             except TransactWriteError as exc:
                 if not is_condition_failure(exc):
                     raise

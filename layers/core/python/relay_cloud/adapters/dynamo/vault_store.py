@@ -81,6 +81,19 @@ class DynamoVaultStore:
                 return False
             raise translate(exc, "put") from exc
 
+    def retire_data_keys(self, user_id: str, versions: Iterable[int]) -> None:
+        """Rotation: these versions still open their ciphertext but accept no new one."""
+        now = int(self._clock())
+        try:
+            for version in versions:
+                DataKeyItem(user_pk(user_id), data_key_sk(version)).update(
+                    actions=[DataKeyItem.retired_at.set(now)], condition=DataKeyItem.pk.exists()
+                )
+        except PynamoDBException as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return  # already deleted by a concurrent rotation
+            raise translate(exc, "update") from exc
+
     def delete_data_keys(self, user_id: str, versions: Iterable[int]) -> None:
         try:
             for version in versions:
