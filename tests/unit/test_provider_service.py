@@ -63,8 +63,11 @@ class Flows:
     def __init__(self):
         self.items = {}
 
-    def create(self, item):
-        self.items[(item.user_id, item.flow_id)] = item
+    def create(self, flow, *, now):
+        from types import SimpleNamespace
+
+        self.items[(flow.user_id, flow.flow_id)] = SimpleNamespace(
+            **flow.__dict__, status="pending", error=None, execution_arn=None)
 
     def get(self, user_id, flow_id):
         return self.items.get((user_id, flow_id))

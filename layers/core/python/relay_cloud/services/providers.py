@@ -18,7 +18,6 @@ from relay_cloud.domain.providers import API_KEY, DEVICE_FLOW, WORKSPACE_LOGIN, 
 
 CONNECTION_PURPOSE = {API_KEY: "api_key", DEVICE_FLOW: "oauth_tokens"}
 DEVICE_CODE_PURPOSE = "device_code"
-FLOW_RETENTION_SECONDS = 24 * 3600
 MAX_API_KEY_LENGTH = 512
 SLOW_DOWN_SECONDS = 5  # RFC 8628 §3.5: for this and every later poll
 
@@ -121,9 +120,7 @@ class ProviderService:
         return self.entry(spec, self.connections.get(user_id, spec.id), now)
 
     def _start_device_flow(self, user_id: str, spec: ProviderSpec) -> dict:
-        from relay_cloud.adapters.dynamo import keys
-        from relay_cloud.adapters.dynamo.models import DeviceFlowItem
-
+        from relay_cloud.adapters.dynamo.connections import NewDeviceFlow
         from relay_cloud.adapters.vault import key_version_of
 
         self._guard(spec)  # before anything is asked of the provider
@@ -133,16 +130,11 @@ class ProviderService:
             self._context(user_id, spec.id, flow_id, DEVICE_CODE_PURPOSE),
             json.dumps({"device_code": authorization.device_code}).encode(),
         )
-        flow_expires_at = now + authorization.expires_in
-        self.flows.create(DeviceFlowItem(
-            keys.user_pk(user_id), keys.device_flow_sk(flow_id),
-            flow_id=flow_id, user_id=user_id, provider=spec.id, status="pending",
-            user_code=authorization.user_code, verification_uri=authorization.verification_uri,
-            verification_uri_complete=authorization.verification_uri_complete,
-            interval=authorization.interval, flow_expires_at=flow_expires_at,
-            device_code=device_code, key_version=key_version_of(device_code),
-            created_at=now, updated_at=now, expires_at=flow_expires_at + FLOW_RETENTION_SECONDS,
-        ))
+        self.flows.create(NewDeviceFlow(
+            flow_id, user_id, spec.id, authorization.user_code, authorization.verification_uri,
+            authorization.verification_uri_complete, authorization.interval, now + authorization.expires_in,
+            device_code, key_version_of(device_code),
+        ), now=now)
         # The workflow's input holds no secret: the poll task unseals the device code itself.
         arn = self.workflow.start(flow_id, {"flow_id": flow_id, "user_id": user_id, "interval": authorization.interval})
         self.flows.update(user_id, flow_id, now=now, execution_arn=arn)

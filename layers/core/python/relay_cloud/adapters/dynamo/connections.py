@@ -28,6 +28,23 @@ class NewConnection:
     refresh_due_at: int | None
 
 
+@dataclass(frozen=True)
+class NewDeviceFlow:
+    flow_id: str
+    user_id: str
+    provider: str
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    interval: int
+    flow_expires_at: int
+    device_code: bytes  # vault ciphertext
+    key_version: int
+
+
+FLOW_RETENTION_SECONDS = 24 * 3600  # a finished flow stays readable a day after its code expired
+
+
 def _transaction() -> TransactWrite:
     return TransactWrite(connection=UserItem._get_connection().connection)
 
@@ -102,7 +119,15 @@ class ConnectionRepository:
 
 
 class DeviceFlowRepository:
-    def create(self, item: DeviceFlowItem) -> None:
+    def create(self, flow: NewDeviceFlow, *, now: int) -> None:
+        item = DeviceFlowItem(
+            keys.user_pk(flow.user_id), keys.device_flow_sk(flow.flow_id),
+            flow_id=flow.flow_id, user_id=flow.user_id, provider=flow.provider, status="pending",
+            user_code=flow.user_code, verification_uri=flow.verification_uri,
+            verification_uri_complete=flow.verification_uri_complete, interval=flow.interval,
+            flow_expires_at=flow.flow_expires_at, device_code=flow.device_code, key_version=flow.key_version,
+            created_at=now, updated_at=now, expires_at=flow.flow_expires_at + FLOW_RETENTION_SECONDS,
+        )
         with translated("put"):
             item.save(condition=DeviceFlowItem.pk.does_not_exist())
 
