@@ -36,9 +36,13 @@ def table_items(stack) -> list[dict]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+SIGN_IN_WRITES = {"USER", "GITHUB_IDENTITY", "SESSION", "CREDENTIAL", "DATA_KEY", "AUDIT"}
+
+
 def durable_items(stack) -> list[dict]:
-    """Everything but pending sign-ins (a callback consumes its own, whatever the outcome)."""
-    return [i for i in table_items(stack) if i.get("type", {}).get("S") != "OAUTH_LOGIN"]
+    """The items a sign-in can create (not the pending sign-in a callback consumes, whatever the outcome,
+    nor what the stack's scheduled jobs write meanwhile)."""
+    return [i for i in table_items(stack) if i.get("type", {}).get("S") in SIGN_IN_WRITES]
 
 
 def set_cookie_headers(response: httpx.Response) -> list[str]:
