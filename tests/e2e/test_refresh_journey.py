@@ -63,7 +63,8 @@ def test_connect_refresh_once_and_disconnect(local_stack):
 
     with ThreadPoolExecutor(max_workers=4) as pool:  # overlapping sweeps, as a late schedule would cause
         reports = list(pool.map(lambda _: run_scheduled_sweep(), range(4)))
-    assert sum(r["refreshed"] for r in reports) == 1
+    # Exactly one refresh upstream (the dev stack's own 5-minute ticker may be the one that wins).
+    assert sum(r["refreshed"] for r in reports) <= 1
     stats = httpx.get(f"{url}/_sandbox/idp/_stats").json()
     assert stats["refresh_grants"] == 1 and stats["refresh_reuse_detected"] == 0
     refreshed = providers(client)["sandbox-idp"]
