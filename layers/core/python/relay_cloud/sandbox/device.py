@@ -211,3 +211,34 @@ def device_page_submit(request: Request, store: DeviceStore, *, title: str, acti
     else:
         done = "<h1>Access denied</h1><p>The device was not authorized. You can close this page.</p>"
     return html_response(page(title, done))
+
+
+class DeviceApproval:
+    """The human activation page and the SPEC §5 approve/deny control surface, for a sandbox that has
+    ``devices`` (a DeviceStore), ``clock``, ``ensure_user(login)``, and sets ``device_title``,
+    ``device_path`` (below the sandbox's base path) and ``valid_login``."""
+
+    device_title = "Device activation"
+    device_path = "/device"
+
+    def _approve_login(self, login: str) -> None:
+        self.ensure_user(login)
+
+    def _decide(self, request: Request, approve: bool) -> Response:
+        return decide_control(request, self.devices, approve=approve, now=self.clock(),
+                              valid_login=self.valid_login, on_approve=self._approve_login)
+
+    def device_approve(self, request: Request) -> Response:
+        return self._decide(request, True)
+
+    def device_deny(self, request: Request) -> Response:
+        return self._decide(request, False)
+
+    def device_page(self, request: Request) -> Response:
+        return device_page(request, title=self.device_title, heading="Device activation",
+                           action=f"{request.base_path}{self.device_path}", user_code=request.arg("user_code", "") or "")
+
+    def device_page_submit(self, request: Request) -> Response:
+        return device_page_submit(request, self.devices, title=self.device_title,
+                                  action=f"{request.base_path}{self.device_path}", now=self.clock(),
+                                  valid_login=self.valid_login, on_approve=self._approve_login)

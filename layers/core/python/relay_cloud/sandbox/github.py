@@ -140,8 +140,15 @@ def _normalize_scope(raw: str | None) -> str:
     return ",".join(dict.fromkeys(parts))
 
 
-class GitHubSandbox(Sandbox):
+def _valid_login(login: str) -> bool:
+    return 0 < len(login) <= 39 and all(c.isascii() and (c.isalnum() or c == "-") for c in login) and not login.startswith("-")
+
+
+class GitHubSandbox(device.DeviceApproval, Sandbox):
     name = "github"
+    device_title = "Device activation (sandbox GitHub)"
+    device_path = "/login/device"
+    valid_login = staticmethod(_valid_login)
 
     def __init__(self, base_url: str = "", *, clock=time.time) -> None:
         super().__init__()
@@ -376,27 +383,6 @@ class GitHubSandbox(Sandbox):
                 extra["interval"] = interval or self.settings["device_interval"] + device.SLOW_DOWN_SECONDS
         return _device_error(request, error, status=status or 200, **extra)
 
-    def _approve_login(self, login: str) -> None:
-        self.ensure_user(login)
-
-    def device_approve(self, request: Request) -> Response:
-        return device.decide_control(request, self.devices, approve=True, now=self.clock(),
-                                     valid_login=_valid_login, on_approve=self._approve_login)
-
-    def device_deny(self, request: Request) -> Response:
-        return device.decide_control(request, self.devices, approve=False, now=self.clock(),
-                                     valid_login=_valid_login, on_approve=self._approve_login)
-
-    def device_page(self, request: Request) -> Response:
-        return device.device_page(request, title="Device activation (sandbox GitHub)", heading="Device activation",
-                                  action=f"{request.base_path}/login/device",
-                                  user_code=request.arg("user_code", "") or "")
-
-    def device_page_submit(self, request: Request) -> Response:
-        return device.device_page_submit(request, self.devices, title="Device activation (sandbox GitHub)",
-                                         action=f"{request.base_path}/login/device", now=self.clock(),
-                                         valid_login=_valid_login, on_approve=self._approve_login)
-
     def get_config(self, _request: Request) -> Response:
         with self._lock:
             return json_response(dict(self.settings))
@@ -547,10 +533,6 @@ class GitHubSandbox(Sandbox):
             else:
                 del self._tokens[access_token]
         return Response(204)
-
-
-def _valid_login(login: str) -> bool:
-    return 0 < len(login) <= 39 and all(c.isascii() and (c.isalnum() or c == "-") for c in login) and not login.startswith("-")
 
 
 def _redirect_allowed(redirect_uri: str, callback_url: str | None) -> bool:

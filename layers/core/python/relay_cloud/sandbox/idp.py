@@ -112,8 +112,11 @@ def _valid_login(login: str) -> bool:
     return 0 < len(login) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_.") for c in login)
 
 
-class IdpSandbox(Sandbox):
+class IdpSandbox(device.DeviceApproval, Sandbox):
     name = "idp"
+    device_title = "Device activation (sandbox OIDC)"
+    device_path = "/device"
+    valid_login = staticmethod(_valid_login)
 
     def __init__(self, base_url: str = "", *, clock=time.time) -> None:
         super().__init__()
@@ -404,28 +407,6 @@ class IdpSandbox(Sandbox):
         return json_response(claims, headers=[("Cache-Control", "no-store")])
 
     # -- device approval: human page and control surface ---------------------------------------------
-
-    def _approve_login(self, login: str) -> None:
-        self.ensure_user(login)
-
-    def device_approve(self, request: Request) -> Response:
-        return device.decide_control(request, self.devices, approve=True, now=self.clock(),
-                                     valid_login=_valid_login, on_approve=self._approve_login)
-
-    def device_deny(self, request: Request) -> Response:
-        return device.decide_control(request, self.devices, approve=False, now=self.clock(),
-                                     valid_login=_valid_login, on_approve=self._approve_login)
-
-    def device_page(self, request: Request) -> Response:
-        return device.device_page(request, title="Device activation (sandbox OIDC)", heading="Device activation",
-                                  action=f"{request.base_path}/device", user_code=request.arg("user_code", "") or "")
-
-    def device_page_submit(self, request: Request) -> Response:
-        return device.device_page_submit(request, self.devices, title="Device activation (sandbox OIDC)",
-                                         action=f"{request.base_path}/device", now=self.clock(),
-                                         valid_login=_valid_login, on_approve=self._approve_login)
-
-    # -- settings, statistics, faults -------------------------------------------------------------------
 
     def get_config(self, _request: Request) -> Response:
         with self._lock:
