@@ -9,116 +9,28 @@ Screenshots go to test-artifacts/screenshots/.
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
+
+from tests.browser import support
+from tests.browser.support import DESKTOP, PHONE, assert_no_horizontal_overflow, authorize_on_sandbox
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-DESKTOP = {"width": 1280, "height": 860}
-PHONE = {"width": 390, "height": 844}
-TIMEOUT_MS = 15_000
 
-
-def shot(page, name: str, *, full_page: bool = False) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page, animations="disabled")
-    return path
+def shot(page, name: str, *, full_page: bool = False):
+    return support.shot(page, f"{name}", full_page=full_page)
 
 
 def unique_login(prefix: str = "octo-browser") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+    return support.unique_login(prefix)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = shutil.which("chromium")
-    if not executable:
-        pytest.skip("Debian chromium is not installed")
-    with playwright_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield instance
-        finally:
-            instance.close()
-
-
-@pytest.fixture
-def stack(local_stack):
-    return local_stack
-
-
-class Problems:
-    """CSP violations and uncaught exceptions seen by a page: there must be none."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def watch(self, page) -> None:
-        def on_console(message) -> None:
-            text = message.text
-            if "Content Security Policy" in text or "Content-Security-Policy" in text:
-                self.items.append(f"CSP on {page.url}: {text}")
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda error: self.items.append(f"JS error on {page.url}: {error}"))
-
-    def assert_none(self) -> None:
-        assert not self.items, "\n".join(self.items)
-
-
-@pytest.fixture
-def context(browser, stack):
-    ctx = browser.new_context(viewport=DESKTOP, base_url=stack.url)
-    ctx.set_default_timeout(TIMEOUT_MS)
-
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-@pytest.fixture
-def problems():
-    return Problems()
-
-
-@pytest.fixture
-def page(context, problems):
-    pg = context.new_page()
-    problems.watch(pg)
-    return pg
-
-
-def authorize_on_sandbox(page, login: str) -> None:
-    """The sandbox GitHub consent page: type a login and press Authorize."""
-    page.wait_for_url(re.compile(r"/_sandbox/github/"))
-    page.locator('input[name="login"]').fill(login)
-    page.get_by_role("button", name="Authorize").click()
-
-
-def assert_no_horizontal_overflow(page) -> None:
-    scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert scroll_width <= inner_width, f"horizontal overflow: {scroll_width} > {inner_width} on {page.url}"
 
 
 def session_cookie(context) -> dict:
@@ -186,7 +98,7 @@ def test_sign_in_sign_out_and_expired_session_journey(page, context, problems, s
     # A "coming next" section, reached through client-side routing under /dashboard/<section>.
     page.locator("#sidebar").get_by_role("link", name="Machines").click()
     page.wait_for_url(re.compile(r"/dashboard/machines$"))
-    expect(page.get_by_test_id("coming-next-machines")).to_be_visible()
+    expect(page.get_by_test_id("machines-empty")).to_be_visible()
 
     # Sign out: POST /api/auth/logout carries the CSRF token from /api/auth/session, answers 204.
     with page.expect_response(lambda r: r.url.endswith("/api/auth/logout")) as logout:

@@ -12,109 +12,34 @@ from __future__ import annotations
 import json
 import random
 import re
-import shutil
 import string
-import uuid
-from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.browser import support
+from tests.browser.support import DESKTOP, PHONE, assert_no_horizontal_overflow, authorize_on_sandbox
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-DESKTOP = {"width": 1280, "height": 860}
-PHONE = {"width": 390, "height": 844}
-TIMEOUT_MS = 15_000
-DEVICE_DECISION_MS = 30_000  # the workflow polls the sandbox every second once the interval is 1 s
 
-
-def shot(page, name: str, *, full_page: bool = False) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"providers-{name}.png"
-    page.screenshot(path=str(path), full_page=full_page, animations="disabled")
-    return path
+def shot(page, name: str, *, full_page: bool = False):
+    return support.shot(page, f"providers-{name}", full_page=full_page)
 
 
 def unique_login(prefix: str = "octo-prov") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+    return support.unique_login(prefix)
+
+
+DEVICE_DECISION_MS = 30_000  # the workflow polls the sandbox every second once the interval is 1 s
 
 
 def sandbox_anthropic_key() -> str:
     """A key the sandbox accepts: the real prefix and at least 40 characters after it."""
     return "sk-ant-api03-" + "".join(random.choices(string.ascii_letters, k=40))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = shutil.which("chromium")
-    if not executable:
-        pytest.skip("Debian chromium is not installed")
-    with playwright_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield instance
-        finally:
-            instance.close()
-
-
-@pytest.fixture
-def stack(local_stack):
-    return local_stack
-
-
-class Problems:
-    """CSP violations and uncaught exceptions seen by a page: there must be none."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def watch(self, page) -> None:
-        def on_console(message) -> None:
-            text = message.text
-            if "Content Security Policy" in text or "Content-Security-Policy" in text:
-                self.items.append(f"CSP on {page.url}: {text}")
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda error: self.items.append(f"JS error on {page.url}: {error}"))
-
-    def assert_none(self) -> None:
-        assert not self.items, "\n".join(self.items)
-
-
-@pytest.fixture
-def context(browser, stack):
-    ctx = browser.new_context(viewport=DESKTOP, base_url=stack.url)
-    ctx.set_default_timeout(TIMEOUT_MS)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-@pytest.fixture
-def problems():
-    return Problems()
-
-
-@pytest.fixture
-def page(context, problems):
-    pg = context.new_page()
-    problems.watch(pg)
-    return pg
 
 
 @pytest.fixture
@@ -130,13 +55,6 @@ def fast_github_device_flow(stack):
                    json={"device_interval": before.get("device_interval", 5)}, timeout=10)
 
 
-def authorize_on_sandbox(page, login: str) -> None:
-    """The sandbox GitHub consent page: type a login and press Authorize."""
-    page.wait_for_url(re.compile(r"/_sandbox/github/"))
-    page.locator('input[name="login"]').fill(login)
-    page.get_by_role("button", name="Authorize").click()
-
-
 def sign_in_to_providers(page, login: str) -> None:
     page.goto("/dashboard/providers")
     page.get_by_test_id("signin-button").click()
@@ -149,11 +67,6 @@ def sign_in_to_providers(page, login: str) -> None:
 def scroll_to_top_of(locator) -> None:
     """Scroll so the element starts just below the sticky header."""
     locator.evaluate("el => window.scrollTo(0, el.getBoundingClientRect().top + window.scrollY - 76)")
-
-
-def assert_no_horizontal_overflow(page) -> None:
-    scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert scroll_width <= inner_width, f"horizontal overflow: {scroll_width} > {inner_width} on {page.url}"
 
 
 def is_connect(provider: str):

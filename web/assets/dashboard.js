@@ -3,8 +3,10 @@
 
 import { api, currentLocation, setCsrfToken, showSessionExpired, signInUrl } from "./api.js";
 import { brand, icons, logoMark } from "./icons.js";
+import { formatCode, mountLink } from "./link.js";
+import { fetchDaemons, mountMachines } from "./machines.js";
 import { AI_PROVIDER_IDS, fetchProviders, isUsable, mountProviders } from "./providers.js";
-import { esc, toast } from "./ui.js";
+import { avatarMarkup, esc, toast, wireAvatarFallbacks } from "./ui.js";
 
 const BASE = "/dashboard";
 
@@ -28,6 +30,7 @@ const SECTIONS = [
     id: "machines",
     label: "Machines",
     icon: icons.machine,
+    live: true,
     title: "Link your own machines",
     lede: "Run agents on your laptop or servers and let them talk to agents everywhere else.",
     points: [
@@ -120,7 +123,7 @@ const GENERIC_AUTH_ERROR = {
 };
 
 const root = document.getElementById("app");
-const state = { user: null, me: null, providers: null, plans: null, plansPromise: null, routeToken: 0, cleanup: null };
+const state = { user: null, me: null, providers: null, daemons: null, plans: null, plansPromise: null, routeToken: 0, cleanup: null };
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -220,6 +223,10 @@ function githubButton(label, next) {
 }
 
 function renderSignedOut({ flash } = {}) {
+  if (!flash && sectionFromPath(window.location.pathname) === "link") {
+    renderSignedOutLink();
+    return;
+  }
   setTitle("Sign in");
   root.innerHTML = `
     ${publicHeader()}
@@ -236,6 +243,30 @@ function renderSignedOut({ flash } = {}) {
           <li>${icons.check}<span>Subscription logins stay on your own machines.</span></li>
         </ul>
         <p class="auth-foot"><a href="/pricing">Compare plans</a> · <a href="/">What is Agent Relay?</a></p>
+      </section>
+    </main>`;
+}
+
+/** Signed out on the link-approval page (usually a phone that scanned the terminal's QR code). */
+function renderSignedOutLink() {
+  const code = formatCode(new URLSearchParams(window.location.search).get("user_code") || "");
+  setTitle("Sign in to link a machine");
+  root.innerHTML = `
+    ${publicHeader()}
+    <main class="auth-wrap" id="main" tabindex="-1">
+      <section class="auth-card" data-testid="signin-card" aria-labelledby="signin-title">
+        <div class="lk-icon lk-icon-center" aria-hidden="true">${icons.link}</div>
+        <h1 id="signin-title">Sign in to link your machine</h1>
+        <p>${
+          code
+            ? `Sign in with the GitHub account that should own this machine. We'll bring you straight back to approve code <span class="lk-code-inline">${esc(code)}</span>.`
+            : "Sign in with the GitHub account that should own this machine, then enter the code from your terminal."
+        }</p>
+        ${githubButton("Sign in with GitHub", currentLocation())}
+        <ul class="auth-perks">
+          <li>${icons.shield}<span>You'll see the machine's name and where the request came from before anything is linked.</span></li>
+          <li>${icons.check}<span>New here? Signing in creates your free account.</span></li>
+        </ul>
       </section>
     </main>`;
 }
@@ -275,34 +306,6 @@ function renderFatal(retry) {
 // ---------------------------------------------------------------------------
 // signed-in shell
 // ---------------------------------------------------------------------------
-
-function avatarMarkup(user, { size = "", testid = "user-avatar" } = {}) {
-  const login = user.github_login || "";
-  const cls = size ? ` ${size}` : "";
-  const tid = testid ? ` data-testid="${testid}"` : "";
-  if (!user.avatar_url) {
-    return `<span class="avatar avatar-fallback${cls}"${tid} role="img" aria-label="${esc(login)}">${esc(login.charAt(0).toUpperCase() || "?")}</span>`;
-  }
-  return `<img class="avatar${cls}"${tid} src="${esc(user.avatar_url)}" alt="${esc(login)}" width="32" height="32" referrerpolicy="no-referrer">`;
-}
-
-function wireAvatarFallbacks(scope) {
-  for (const img of scope.querySelectorAll("img.avatar")) {
-    img.addEventListener(
-      "error",
-      () => {
-        const span = document.createElement("span");
-        span.className = img.className.replace("avatar", "avatar avatar-fallback");
-        span.setAttribute("role", "img");
-        span.setAttribute("aria-label", img.alt);
-        if (img.dataset.testid) span.dataset.testid = img.dataset.testid;
-        span.textContent = (img.alt || "?").charAt(0).toUpperCase();
-        img.replaceWith(span);
-      },
-      { once: true },
-    );
-  }
-}
 
 function renderShell() {
   const user = state.user;
@@ -416,15 +419,20 @@ window.addEventListener("pageshow", (event) => {
 
 function route({ focus = false } = {}) {
   const id = sectionFromPath(window.location.pathname);
+  // /dashboard/link (approving a machine's code) belongs to Machines.
+  const navId = id === "link" ? "machines" : id;
   const section = SECTIONS.find((s) => s.id === id);
   for (const link of root.querySelectorAll(".side-nav a")) {
-    if (link.dataset.section === id) link.setAttribute("aria-current", "page");
+    if (link.dataset.section === navId) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
   const main = root.querySelector("#main");
   state.routeToken += 1;
   leaveSection();
-  if (!section) {
+  if (id === "link") {
+    setTitle("Link a machine");
+    state.cleanup = mountLink(main, { user: state.user });
+  } else if (!section) {
     setTitle("Not found");
     main.innerHTML = notFound();
   } else if (section.id === "overview") {
@@ -433,6 +441,9 @@ function route({ focus = false } = {}) {
   } else if (section.id === "providers") {
     setTitle(section.label);
     state.cleanup = mountProviders(main);
+  } else if (section.id === "machines") {
+    setTitle(section.label);
+    state.cleanup = mountMachines(main);
   } else {
     setTitle(section.label);
     main.innerHTML = comingNext(section);
@@ -472,13 +483,17 @@ async function loadOverview(main, token) {
   const plansPromise = loadPlans();
   // The provider list feeds onboarding and the Providers stat; the overview still renders without it.
   const providersPromise = fetchProviders().catch(() => null);
+  // Linked machines complete the last onboarding step; without the list the step just stays open.
+  const daemonsPromise = fetchDaemons().catch(() => null);
   try {
     const me = await api("/api/auth/me");
     await plansPromise;
     const providers = await providersPromise;
+    const daemons = await daemonsPromise;
     if (token !== state.routeToken) return;
     state.me = me;
     state.providers = providers;
+    state.daemons = daemons;
     // Keep the header in step with the freshest profile.
     const planChip = root.querySelector('[data-testid="user-plan"]');
     if (planChip) planChip.textContent = userPlanName(me);
@@ -533,6 +548,7 @@ function providerStatSub(counts) {
 
 function onboardingSteps(me) {
   const providers = aiProviders(me);
+  const machines = Array.isArray(state.daemons) ? state.daemons : [];
   return [
     { title: "Sign in with GitHub", desc: `Connected as @${me.github_login}`, done: true },
     {
@@ -551,8 +567,10 @@ function onboardingSteps(me) {
     },
     {
       title: "Start a workspace or link a machine",
-      desc: "Launch a cloud workspace, or run relay-cloud link on your own machine.",
-      done: false,
+      desc: machines.length
+        ? `Linked: ${machines.map((d) => d.name || d.machine_id).join(", ")}`
+        : "Launch a cloud workspace, or run relay-cloud link on your own machine.",
+      done: machines.length > 0,
       action: { label: "Set up", href: sectionHref("machines") },
     },
   ];

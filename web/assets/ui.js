@@ -55,3 +55,75 @@ export function mmss(totalSeconds) {
   const s = Math.max(0, Math.floor(totalSeconds));
   return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
 }
+
+/** A user's avatar (GitHub image, or their initial when there is none or it fails to load). */
+export function avatarMarkup(user, { size = "", testid = "user-avatar" } = {}) {
+  const login = (user && user.github_login) || "";
+  const cls = size ? ` ${size}` : "";
+  const tid = testid ? ` data-testid="${testid}"` : "";
+  if (!user || !user.avatar_url) {
+    return `<span class="avatar avatar-fallback${cls}"${tid} role="img" aria-label="${esc(login)}">${esc(login.charAt(0).toUpperCase() || "?")}</span>`;
+  }
+  return `<img class="avatar${cls}"${tid} src="${esc(user.avatar_url)}" alt="${esc(login)}" width="32" height="32" referrerpolicy="no-referrer">`;
+}
+
+/** Swap every avatar image under `scope` that fails to load for the initial-letter fallback. */
+export function wireAvatarFallbacks(scope) {
+  for (const img of scope.querySelectorAll("img.avatar")) {
+    img.addEventListener(
+      "error",
+      () => {
+        const span = document.createElement("span");
+        span.className = img.className.replace("avatar", "avatar avatar-fallback");
+        span.setAttribute("role", "img");
+        span.setAttribute("aria-label", img.alt);
+        if (img.dataset.testid) span.dataset.testid = img.dataset.testid;
+        span.textContent = (img.alt || "?").charAt(0).toUpperCase();
+        img.replaceWith(span);
+      },
+      { once: true },
+    );
+  }
+}
+
+/** Copy text to the clipboard; resolves true when it worked. */
+export async function copyText(text) {
+  try {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return true;
+    }
+  } catch {
+    // fall through to the legacy path
+  }
+  const area = document.createElement("textarea");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.className = "offscreen";
+  document.body.appendChild(area);
+  area.select();
+  let ok = false;
+  try {
+    ok = document.execCommand("copy");
+  } catch {
+    ok = false;
+  }
+  area.remove();
+  return ok;
+}
+
+/** Epoch seconds from the API's time forms: epoch seconds, epoch milliseconds or an ISO 8601 string. */
+export function toEpochSeconds(value) {
+  if (value === null || value === undefined || value === "") return null;
+  if (typeof value === "number") return value > 1e12 ? value / 1000 : value;
+  if (/^\d+(\.\d+)?$/.test(String(value))) return toEpochSeconds(Number(value));
+  const ms = new Date(value).getTime();
+  return Number.isNaN(ms) ? null : ms / 1000;
+}
+
+/** A short date ("Mar 3, 2025") for an API time. */
+export function shortDate(value) {
+  const s = toEpochSeconds(value);
+  if (s === null) return "—";
+  return new Date(s * 1000).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
+}
