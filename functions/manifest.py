@@ -50,6 +50,11 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         routes=("ANY /api/providers", "ANY /api/providers/{proxy+}"),
         grants=("table:read", "table:write", "vault", "github_secret", "workflow:device_flow"),
     ),
+    FunctionSpec(
+        "daemons",
+        routes=("ANY /api/daemons", "ANY /api/daemons/{proxy+}"),
+        grants=("table:read", "table:write"),
+    ),
     # Step Functions task of the device-flow workflow: no API route.
     FunctionSpec("workflows", routes=(), grants=("table:read", "table:write", "vault", "github_secret"), timeout_s=30,
                  error_alarm_threshold=25),

@@ -117,6 +117,21 @@ class Container:
         )
 
     @cached_property
+    def daemons(self):
+        """Daemon linking and daemon-key authentication (SPEC C4): DynamoDB only, no upstream."""
+        from relay_cloud.adapters.dynamo.accounts import AuditLog
+        from relay_cloud.adapters.dynamo.daemons import DaemonRepository, LinkRepository
+        from relay_cloud.services.daemons import DaemonService
+
+        return DaemonService(
+            links=LinkRepository(),
+            daemons=DaemonRepository(),
+            audit=AuditLog(),
+            registry=_Lazy(lambda: self.settings.registry()),  # provider ids only: no secret needed
+            public_url=self.settings.public_url,
+        )
+
+    @cached_property
     def refresh(self):
         """The token-refresh sweep (SPEC C3); its own provider client, the shared vault and registry."""
         import secrets

@@ -16,6 +16,24 @@ def _dev(args: argparse.Namespace) -> int:
     return run(port=args.port, sandbox=args.sandbox)
 
 
+def _link(args: argparse.Namespace) -> int:
+    from relay_cloud.cli.link import run
+
+    return run(cloud=args.cloud, name=args.name, force=args.force, qr=args.qr)
+
+
+def _unlink(args: argparse.Namespace) -> int:
+    from relay_cloud.cli.unlink import run
+
+    return run()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from relay_cloud.cli.status import run
+
+    return run()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay-cloud", description="Agent Relay Cloud: the control plane for teams of AI coding agents."
@@ -32,7 +50,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="talk to the real GitHub (RELAY_GITHUB_CLIENT_ID/SECRET must be set) instead of the sandboxes",
     )
     dev.set_defaults(handler=_dev)
-    # Planned: link, daemon, admin, bench — each a parser here and a module under relay_cloud/cli.
+
+    link = commands.add_parser(
+        "link", help="link this machine to Agent Relay Cloud (approve the code in the dashboard)",
+        description="Link this machine: show a code to approve in the dashboard, then store the machine's key "
+        "in the user data dir ($RELAY_CLOUD_HOME, else $XDG_DATA_HOME/relay-cloud or ~/.local/share/relay-cloud).",
+    )
+    link.add_argument(
+        "--cloud", metavar="URL", default=None,
+        help="the cloud to link to (default: $RELAY_CLOUD_URL, else http://127.0.0.1:8787)",
+    )
+    link.add_argument("--name", metavar="NAME", default=None, help="how the machine is shown (default: hostname)")
+    link.add_argument(
+        "--force", action="store_true",
+        help="replace an existing local link (the old one stays linked on the server until unlinked there)",
+    )
+    link.add_argument("--no-qr", dest="qr", action="store_false", help="do not print a QR code")
+    link.set_defaults(handler=_link)
+
+    unlink = commands.add_parser(
+        "unlink", help="revoke this machine's key and delete the local config",
+        description="Revoke this machine's key in the cloud, then delete the local config.",
+    )
+    unlink.set_defaults(handler=_unlink)
+
+    status = commands.add_parser(
+        "status", help="show the link and whether the cloud still accepts this machine's key",
+        description="Show the link and check the key (read-only). Exit 0 when linked and accepted, else 1.",
+    )
+    status.set_defaults(handler=_status)
+    # Planned: sync, daemon, admin, bench — each a parser here and a module under relay_cloud/cli.
     return parser
 
 

@@ -44,8 +44,13 @@ def _enforce_access(app, next_middleware):
 
         principal = authenticate(app.current_event, require_csrf=route.method not in SAFE_METHODS)
         app.append_context(principal=principal)
+    elif access is Access.DAEMON:
+        from relay_cloud.http.daemon_auth import authenticate as authenticate_daemon
+
+        # A daemon key (Authorization: Bearer rly_...): no cookie, no CSRF token.
+        app.append_context(principal=authenticate_daemon(app.current_event))
     elif access is not Access.PUBLIC:
-        # DAEMON and WEBHOOK routes arrive with their capabilities; until then nothing may pass.
+        # WEBHOOK routes arrive with their capability; until then nothing may pass.
         return error_response(403, "ROUTE_NOT_AUTHORIZED", "This route is not open yet")
     return next_middleware(app)
 

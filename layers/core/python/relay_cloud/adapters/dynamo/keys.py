@@ -96,3 +96,38 @@ def sweep_cursor_pk(sweep: str) -> str:
 
 
 SWEEP_CURSOR_SK = "CURSOR"
+
+
+# -- daemon linking (docs/design/daemon-linking.md) ---------------------------------------------------
+
+def link_request_pk(device_hash: str) -> str:
+    """A link request, under the SHA-256 of its device code (the code itself is never stored)."""
+    return f"LINK#{device_hash}"
+
+
+LINK_REQUEST_SK = "REQUEST"
+
+
+def link_code_pk(user_code: str) -> str:
+    """Guard item: one live link request per user code (canonical 8 letters, no hyphen)."""
+    return f"LINKCODE#{user_code}"
+
+
+LINK_CODE_SK = "CODE"
+
+
+def daemon_pk(daemon_id: str) -> str:
+    return f"DAEMON#{daemon_id}"
+
+
+DAEMON_SK = "DAEMON"
+DAEMON_GSI_PREFIX = "DAEMON#"
+
+
+def daemon_gsi_sk(linked_at: int, daemon_id: str) -> str:
+    return f"{DAEMON_GSI_PREFIX}{linked_at:010d}#{daemon_id}"
+
+
+def link_guess_sk(window: int) -> str:
+    """A user's counter of failed user-code lookups in one rate-limit window (in the user's partition)."""
+    return f"LINKGUESS#{window:010d}"

@@ -11,6 +11,7 @@ import os
 
 from pynamodb.attributes import (
     BinaryAttribute,
+    ListAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -225,6 +226,77 @@ class SweepCursorItem(Item):
     updated_at = NumberAttribute()
 
 
+class LinkRequestItem(Item):
+    """A daemon's RFC 8628 device authorization (docs/design/daemon-linking.md), under the SHA-256 of its
+    device code. Reads treat ``created_at`` + 600 s as the expiry; ``expires_at`` is the TTL (a day later)."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="LINK_REQUEST")
+    user_code = UnicodeAttribute()
+    client_id = UnicodeAttribute()
+    machine_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    public_key = UnicodeAttribute()
+    requesting_ip = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()  # pending | approved | denied | consumed
+    user_id = UnicodeAttribute(null=True)  # who decided it
+    allowed_providers = ListAttribute(of=UnicodeAttribute, null=True)
+    daemon_id = UnicodeAttribute(null=True)
+    interval = NumberAttribute()
+    last_polled_at = NumberAttribute(null=True)
+    created_at = NumberAttribute()
+    expires_at = NumberAttribute()
+
+
+class LinkCodeItem(Item):
+    """Guard item: the user code of a live link request, unique through a conditional put."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="LINK_CODE")
+    device_hash = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+class DaemonItem(Item):
+    """A linked machine. ``key_hash`` is the hex SHA-256 of its key's secret (set at the token exchange);
+    ``revoked_at`` refuses the key from the next request on."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="DAEMON")
+    daemon_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    machine_id = UnicodeAttribute()
+    public_key = UnicodeAttribute()
+    key_hash = UnicodeAttribute(null=True)
+    allowed_providers = ListAttribute(of=UnicodeAttribute, default=list)
+    linked_at = NumberAttribute()
+    last_seen_at = NumberAttribute(null=True)
+    revoked_at = NumberAttribute(null=True)
+    agents = ListAttribute(default=list)
+    gsi1pk = UnicodeAttribute()
+    gsi1sk = UnicodeAttribute()
+    expires_at = NumberAttribute(null=True)  # TTL, set only when revoked
+    by_owner = ByOwner()
+
+
+class LinkGuessItem(Item):
+    """Failed user-code lookups of one user in one window: a conditional counter (the rate limit)."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="LINK_GUESS")
+    count = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+
+
 class AuditItem(Item):
     class Meta(_Meta):
         pass
@@ -243,5 +315,5 @@ class AuditItem(Item):
 
 ALL_MODELS = (
     Item, UserItem, GithubIdentityItem, SessionItem, OAuthLoginItem, DataKeyItem, CredentialItem, DeviceFlowItem, SweepCursorItem,
-    AuditItem,
+    AuditItem, LinkRequestItem, LinkCodeItem, DaemonItem, LinkGuessItem,
 )
