@@ -9,7 +9,11 @@ import pytest
 from moto import mock_aws
 
 from relay_cloud.adapters.dynamo import models
+import os
+
+from relay_cloud.adapters.dynamo.models import bind_table
 from relay_cloud.adapters.dynamo.table import create_table
+from tests.integration.dynamodb_local import start_or_skip
 
 REGION = "us-east-1"
 
@@ -51,3 +55,38 @@ def kms_key(aws) -> str:
     """A symmetric customer master key; returns its ARN."""
     client = boto3.client("kms", region_name=REGION)
     return client.create_key(KeySpec="SYMMETRIC_DEFAULT", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["Arn"]
+
+
+# -- the data tier on two engines: moto and AWS's own DynamoDB Local -------------------------------
+
+
+@pytest.fixture(scope="session")
+def ddb_local():
+    server = start_or_skip()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["moto", pytest.param("dynamodb_local", marks=pytest.mark.dynamodb_local)])
+def backend(request, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(name, raising=False)
+    name = f"relay-test-{uuid.uuid4().hex[:8]}"
+    if request.param == "moto":
+        with mock_aws():
+            create_table(boto3.client("dynamodb", region_name="us-east-1"), name)
+            bind_table(name, host=None, region="us-east-1")
+            yield boto3.client("dynamodb", region_name="us-east-1"), name
+    else:
+        server = request.getfixturevalue("ddb_local")
+        client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=server.url)
+        create_table(client, name)
+        bind_table(name, host=server.url, region="us-east-1")
+        yield client, name
+        client.delete_table(TableName=name)
+    bind_table(os.environ.get("RELAY_TABLE_NAME", "relay-cloud"), host=None)
+
+

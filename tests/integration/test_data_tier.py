@@ -3,54 +3,19 @@ sign-in, and the conditional writes that keep it race-free."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from relay_cloud.adapters.dynamo import keys
 from relay_cloud.adapters.dynamo.accounts import AuditLog, LoginRepository, SessionRepository, UserRepository
-from relay_cloud.adapters.dynamo.models import DataKeyItem, Item, bind_table
-from relay_cloud.adapters.dynamo.table import TABLE, create_table
+from relay_cloud.adapters.dynamo.models import DataKeyItem, Item
+from relay_cloud.adapters.dynamo.table import TABLE
 from relay_cloud.domain.auth import PendingLogin, Session, User
 from relay_cloud.domain.errors import Conflict
 from relay_cloud.services.auth import StoredCredential
-from tests.integration.dynamodb_local import start_or_skip
 
 NOW = 1_800_000_000
-
-
-@pytest.fixture(scope="module")
-def ddb_local():
-    server = start_or_skip()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["moto", pytest.param("dynamodb_local", marks=pytest.mark.dynamodb_local)])
-def backend(request, monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
-        monkeypatch.delenv(name, raising=False)
-    name = f"relay-test-{uuid.uuid4().hex[:8]}"
-    if request.param == "moto":
-        with mock_aws():
-            create_table(boto3.client("dynamodb", region_name="us-east-1"), name)
-            bind_table(name, host=None, region="us-east-1")
-            yield boto3.client("dynamodb", region_name="us-east-1"), name
-    else:
-        server = request.getfixturevalue("ddb_local")
-        client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=server.url)
-        create_table(client, name)
-        bind_table(name, host=server.url, region="us-east-1")
-        yield client, name
-        client.delete_table(TableName=name)
-    bind_table(os.environ.get("RELAY_TABLE_NAME", "relay-cloud"), host=None)
 
 
 def _user(user_id="usr_a", github_id=7, login="octo"):
