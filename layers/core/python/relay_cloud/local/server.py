@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -118,6 +119,14 @@ class LocalServer(ThreadingHTTPServer):
         self.gateway = gateway or Gateway()
         self.sandboxes = dict(sandboxes or {})
         self.site = StaticSite(web_dir or DEFAULT_WEB_DIR)
+
+    def handle_error(self, request, client_address) -> None:
+        """A browser or client that hangs up mid-response is normal; anything else is logged by type
+        only (socketserver's default prints a traceback, whose values could carry request data)."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)):
+            return
+        access_log.error(json.dumps({"msg": "request handling failed", "error_type": type(error).__name__}))
 
     @property
     def port(self) -> int:
