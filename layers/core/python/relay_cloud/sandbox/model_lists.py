@@ -36,6 +36,8 @@ Sandbox control surface (never faulted), per sandbox:
 
 from __future__ import annotations
 
+import abc
+
 import re
 import secrets
 import string
@@ -51,7 +53,7 @@ def _request_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
 
 
-class KeyCheckingSandbox(Sandbox):
+class KeyCheckingSandbox(Sandbox, abc.ABC):
     """A provider whose API authenticates with an API key that the sandbox can revoke."""
 
     def __init__(self) -> None:
@@ -61,8 +63,9 @@ class KeyCheckingSandbox(Sandbox):
         self.requests = 0  # authenticated-or-not calls to the model list, for tests
         self.route("POST", "/keys/revoke", self.revoke_key, control=True)
 
-    def key_shape_ok(self, key: str) -> bool:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def key_shape_ok(self, key: str) -> bool:
+        """Whether the key has the provider's real prefix and length."""
 
     def key_valid(self, key: str | None) -> bool:
         if not key or not _KEY_CHARS.match(key) or not self.key_shape_ok(key):
