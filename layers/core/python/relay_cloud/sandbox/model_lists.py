@@ -37,7 +37,6 @@ Sandbox control surface (never faulted), per sandbox:
 from __future__ import annotations
 
 import abc
-
 import re
 import secrets
 import string
