@@ -4,7 +4,8 @@
   the CDK bundler ships it (unchecked-hash), so no cold start recompiles;
 - cold start: a fresh interpreter imports the shipped handler and serves one real request against the
   running emulator (clients are built on first use, so this is where boto3/pynamodb/KMS costs show);
-- request latency through the local HTTP API gateway for the session and profile routes.
+- request latency through the local HTTP API gateway for the session and profile routes;
+- DynamoDB requests per steady-state heartbeat (in-process moto, through the daemons handler).
 
 Timings here are noisy (2 shared cores): read medians, and compare ratios from the same run.
 """
@@ -332,17 +333,111 @@ def refresh_rows() -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+HEARTBEATS = 100
+
+
+def heartbeat_requests() -> tuple[float, dict[str, int], float]:
+    """DynamoDB requests per steady-state heartbeat (SPEC §6: exactly 1), counted by a ``before-send``
+    hook (every HTTP attempt, retries included) on the botocore client pynamodb uses, over 100 heartbeats
+    served by the daemons function's handler against in-process moto. One warm-up heartbeat first."""
+    import json
+
+    from relay_cloud import composition
+    from relay_cloud.adapters.dynamo import keys
+    from relay_cloud.adapters.dynamo.models import DaemonItem
+    from relay_cloud.domain.daemons import daemon_key, new_daemon_id, new_key_secret, sha256_hex
+    from relay_cloud.local.gateway import build_event
+
+    env = {"RELAY_ENV": "local", "RELAY_PUBLIC_URL": "http://localhost", "RELAY_TABLE_NAME": "relay-bench",
+           "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    composition.reset()
+    try:
+        with _MotoEnv():
+            daemon_id, secret, now = new_daemon_id(), new_key_secret(), int(time.time())
+            DaemonItem(keys.daemon_pk(daemon_id), keys.DAEMON_SK, daemon_id=daemon_id, user_id="bench-user",
+                       name="bench", machine_id="bench-host", public_key="k" * 43, key_hash=sha256_hex(secret),
+                       linked_at=now, agents=[], gsi1pk=keys.owner_gsi_pk("bench-user"),
+                       gsi1sk=keys.daemon_gsi_sk(now, daemon_id)).save()
+            from functions.daemons.handler import lambda_handler
+
+            context = type("Context", (), {"function_name": "bench", "memory_limit_in_mb": 512,
+                                           "aws_request_id": "bench",
+                                           "invoked_function_arn": "arn:aws:lambda:us-east-1:0:function:bench"})()
+            body = json.dumps({"agents": [{"name": f"agent-{n}", "provider": "anthropic", "status": "running",
+                                           "pid": 1000 + n} for n in range(5)],
+                               "metrics": {"cpu": 0.4, "memory_mb": 512}}).encode()
+            event = build_event("POST", "/api/daemons/heartbeat",
+                                {"authorization": f"Bearer {daemon_key(daemon_id, secret)}",
+                                 "content-type": "application/json"}, body,
+                                route_key="ANY /api/daemons/{proxy+}")
+
+            def beat():
+                result = lambda_handler(event, context)
+                assert result["statusCode"] == 200, result
+
+            beat()  # warm: the function's clients and the container are built
+            operations: dict[str, int] = {}
+
+            def count(request, **_):
+                target = request.headers.get("X-Amz-Target", b"")
+                target = target.decode() if isinstance(target, bytes) else str(target)
+                operation = target.split(".", 1)[-1]
+                operations[operation] = operations.get(operation, 0) + 1
+
+            # Cross-check: every DynamoDB request moto answers, whichever client sent it.
+            from moto.core.models import botocore_stubber
+
+            answered = {"dynamodb": 0}
+            process = botocore_stubber.process_request
+
+            def answering(request):
+                answered["dynamodb"] += "dynamodb." in request.url
+                return process(request)
+
+            events = DaemonItem._get_connection().connection.client.meta.events
+            events.register_first("before-send.dynamodb", count)
+            botocore_stubber.process_request = answering
+            try:
+                started = time.perf_counter()
+                for _ in range(HEARTBEATS):
+                    beat()
+                per_beat_ms = (time.perf_counter() - started) * 1000 / HEARTBEATS
+            finally:
+                events.unregister("before-send.dynamodb", count)
+                del botocore_stubber.process_request  # back to the class's method
+            assert answered["dynamodb"] == sum(operations.values()), (answered, operations)
+            return sum(operations.values()) / HEARTBEATS, operations, per_beat_ms
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        composition.reset()
+
+
+def heartbeat_rows() -> list[tuple[str, str, str, str, str]]:
+    per_beat, operations, per_beat_ms = heartbeat_requests()
+    ok = per_beat == 1.0 and set(operations) == {"UpdateItem"}
+    detail = ", ".join(f"{op} {n}" for op, n in sorted(operations.items()))
+    return [(f"DynamoDB requests per steady-state heartbeat ({HEARTBEATS} via the handler)", f"{per_beat:.1f}",
+             f"{detail}; {per_beat_ms:.1f} ms/beat", "exactly 1", "ok" if ok else "OVER")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench")
     parser.add_argument("--import-runs", type=int, default=9)
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--only-refresh", action="store_true", help="only the vault and refresh-sweep rows")
+    parser.add_argument("--only-refresh", action="store_true",
+                        help="only the in-process moto rows: vault, refresh sweep, heartbeat")
     args = parser.parse_args()
 
     from functions.manifest import FUNCTIONS, SCHEDULES
 
     # In-process moto first: its backends are process-global, so it must be done before the stack starts.
-    refresh = refresh_rows()
+    refresh = refresh_rows() + heartbeat_rows()
     if args.only_refresh:
         return _print(refresh)
 

@@ -1,5 +1,5 @@
 """Daemons (SPEC C4): linking through our RFC 8628 authorization server, the dashboard's decision,
-listing and unlinking machines, and the first daemon-key routes."""
+listing and unlinking machines, and the daemon-key routes (the heartbeat: one conditional write)."""
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -58,6 +58,13 @@ def unlink_self():
 @router.get("/api/daemons/agents", summary="Agents on every machine of the key's owner", tags=["daemons"])
 def agents():
     return container().daemons.agents(principal(router))
+
+
+@router.post("/api/daemons/heartbeat", summary="Heartbeat: report agents and metrics, receive commands",
+             tags=["daemons"])
+def heartbeat():
+    # One conditional UpdateItem in all (SPEC §6): the middleware only parsed the key's format.
+    return container().daemons.heartbeat(router.context["daemon_claim"], json_body(router.current_event))
 
 
 @router.delete("/api/daemons/<daemon_id>", summary="Unlink a machine (revokes its key)", tags=["daemons"])

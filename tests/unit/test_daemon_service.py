@@ -101,6 +101,8 @@ class FakeDaemons:
     def __init__(self):
         self.items = {}
         self.gets = 0
+        self.heartbeats = 0
+        self.metrics, self.commands = {}, {}
 
     def get(self, daemon_id):
         self.gets += 1
@@ -108,6 +110,16 @@ class FakeDaemons:
 
     def owned_by(self, user_id):
         return sorted((d for d in self.items.values() if d.user_id == user_id), key=lambda d: d.linked_at)
+
+    def heartbeat(self, daemon_id, *, key_hash, now, agents, metrics):
+        """The conditional UpdateItem: key hash matches and not revoked; None when it does not."""
+        self.heartbeats += 1
+        daemon = self.items.get(daemon_id)
+        if daemon is None or daemon.key_hash != key_hash or daemon.revoked_at is not None:
+            return None
+        self.items[daemon_id] = replace(daemon, last_seen_at=now, agents=tuple(agents))
+        self.metrics[daemon_id] = metrics
+        return list(self.commands.get(daemon_id, []))
 
     def revoke(self, daemon_id, *, user_id, now):
         daemon = self.items.get(daemon_id)
@@ -374,3 +386,109 @@ def test_a_wrong_secret_for_a_real_daemon_is_invalid(service, clock):
     with pytest.raises(Unauthenticated) as raised:
         service.authenticate(f"Bearer {forged}")
     assert raised.value.code == "DAEMON_KEY_INVALID"
+
+
+# -- heartbeat (one conditional write; the key is verified by the write) -----------------------------
+
+def linked_key(service, clock, principal=ME) -> tuple[str, str]:
+    started, approved = link(service, clock, principal)
+    return approved["daemon_id"], service.token(grant(started["device_code"]))["access_token"]
+
+
+def claim_of(key: str):
+    from relay_cloud.domain.daemons import daemon_key_claim
+
+    return daemon_key_claim(f"Bearer {key}")
+
+
+def test_a_heartbeat_records_presence_and_replaces_the_inventory(service, clock):
+    daemon_id, key = linked_key(service, clock)
+    assert service.list(ME)["daemons"][0]["presence"] == "offline"  # never seen
+    gets = service.daemons.gets
+    reply = service.heartbeat(claim_of(key), {
+        "agents": [{"name": "claude-1", "provider": "anthropic", "status": "running", "pid": 4242},
+                   {"name": "codex.2", "status": "idle"}, {"name": "g_3"}],
+        "metrics": {"cpu": 0.25, "load.1m": 3}})
+    assert reply == {"commands": [], "heartbeat_interval_s": 15}
+    assert service.daemons.gets == gets and service.daemons.heartbeats == 1  # no read, one write
+    listed = service.list(ME)["daemons"][0]
+    assert listed["presence"] == "online" and listed["last_seen_at"] == int(clock())
+    assert [a["name"] for a in listed["agents"]] == ["claude-1", "codex.2", "g_3"]
+    assert listed["agents"][0] == {"name": "claude-1", "provider": "anthropic", "status": "running", "pid": 4242}
+    assert service.daemons.metrics[daemon_id] == {"cpu": 0.25, "load.1m": 3}
+
+    clock.advance(15)
+    service.heartbeat(claim_of(key), {"agents": [{"name": "codex.2", "status": "stopped", "extra": "dropped"}]})
+    caller = service.authenticate(f"Bearer {key}")
+    assert service.agents(caller)["daemons"][0]["agents"] == [{"name": "codex.2", "status": "stopped"}]  # replaced
+    assert service.daemons.metrics[daemon_id] == {}
+    clock.advance(25)
+    assert service.list(ME)["daemons"][0]["presence"] == "stale"
+    clock.advance(10)
+    assert service.list(ME)["daemons"][0]["presence"] == "offline"
+    service.heartbeat(claim_of(key), {"agents": []})
+    listed = service.list(ME)["daemons"][0]
+    assert (listed["presence"], listed["agents"], listed["last_seen_at"]) == ("online", [], int(clock()))
+
+
+def test_a_heartbeat_returns_queued_commands(service, clock):
+    daemon_id, key = linked_key(service, clock)
+    service.daemons.commands[daemon_id] = [{"id": "cmd_1"}]
+    assert service.heartbeat(claim_of(key), {"agents": []})["commands"] == [{"id": "cmd_1"}]
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"agents": None}, {"agents": "claude"}, {"agents": [{"name": f"a{n}"} for n in range(101)]},
+    {"agents": ["claude"]}, {"agents": [{}]}, {"agents": [{"name": ""}]}, {"agents": [{"name": "a" * 65}]},
+    {"agents": [{"name": "has space"}]}, {"agents": [{"name": "a/b"}]}, {"agents": [{"name": 7}]},
+    {"agents": [{"name": "a"}, {"name": "a"}]}, {"agents": [{"name": "a", "provider": "p" * 33}]},
+    {"agents": [{"name": "a", "provider": 1}]}, {"agents": [{"name": "a", "status": "zombie"}]},
+    {"agents": [{"name": "a", "pid": "12"}]}, {"agents": [{"name": "a", "pid": True}]},
+    {"agents": [{"name": "a", "pid": -1}]}, {"agents": [{"name": "a", "pid": 1.5}]},
+    {"agents": [], "metrics": []}, {"agents": [], "metrics": {"cpu": "high"}}, {"agents": [], "metrics": {"ok": True}},
+    {"agents": [], "metrics": {"x": float("nan")}}, {"agents": [], "metrics": {"x": 1e16}},
+    {"agents": [], "metrics": {"bad key": 1}}, {"agents": [], "metrics": {f"m{n}": n for n in range(33)}},
+])
+def test_heartbeat_input_is_validated_before_anything_is_written(service, clock, body):
+    _, key = linked_key(service, clock)
+    with pytest.raises(ValidationFailed) as raised:
+        service.heartbeat(claim_of(key), body)
+    assert raised.value.status == 400 and raised.value.code == "VALIDATION_FAILED"
+    assert service.daemons.heartbeats == 0
+
+
+def test_a_hundred_agents_is_the_limit(service, clock):
+    _, key = linked_key(service, clock)
+    agents = [{"name": f"agent-{n}", "pid": n + 1} for n in range(100)]
+    service.heartbeat(claim_of(key), {"agents": agents, "metrics": None})
+    assert len(service.list(ME)["daemons"][0]["agents"]) == 100
+
+
+def test_wrong_revoked_and_foreign_keys_are_the_same_401(service, clock):
+    daemon_id, key = linked_key(service, clock)
+    other_id, other_key = linked_key(service, clock, OTHER)
+    forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    foreign = f"rly_{daemon_id}_{parse_daemon_key(other_key).secret}"  # another user's secret, this daemon's id
+    unknown = "rly_dmn_" + "0" * 32 + "_" + "a" * 43
+    service.unlink(OTHER, other_id)
+    for bad in (forged, foreign, unknown, other_key):
+        with pytest.raises(Unauthenticated) as raised:
+            service.heartbeat(claim_of(bad), {"agents": [{"name": "intruder"}]})
+        assert raised.value.status == 401 and raised.value.code == "DAEMON_KEY_INVALID"
+    assert service.daemons.items[daemon_id].last_seen_at is None and service.daemons.items[daemon_id].agents == ()
+    assert service.daemons.items[other_id].agents == ()
+    service.unlink(ME, daemon_id)
+    with pytest.raises(Unauthenticated) as raised:
+        service.heartbeat(claim_of(key), {"agents": []})
+    assert raised.value.code == "DAEMON_KEY_INVALID"  # revoked: not told apart from a wrong key
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Basic cmx5Og==", "Bearer rly_nope",
+                                    "Bearer rly_dmn_" + "0" * 32 + "_short"])
+def test_the_heartbeat_claim_is_a_format_check(header):
+    from relay_cloud.domain.daemons import daemon_key_claim
+
+    assert daemon_key_claim(header) is None
+    secret = "s" * 43
+    claimed = daemon_key_claim(f"bearer rly_dmn_{'a' * 32}_{secret}")
+    assert claimed.daemon_id == "dmn_" + "a" * 32 and claimed.key_hash == sha256_hex(secret)

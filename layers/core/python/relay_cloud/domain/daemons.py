@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from dataclasses import dataclass
 
-from relay_cloud.domain.errors import RelayError
+from relay_cloud.domain.errors import RelayError, ValidationFailed
 
 CLIENT_ID = "relay-cloud-cli"
 DEVICE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
@@ -136,6 +137,95 @@ class DaemonPrincipal:
 
     daemon_id: str
     user_id: str
+
+
+@dataclass(frozen=True)
+class DaemonKeyClaim:
+    """What a heartbeat's Authorization header claims, checked for format only: the daemon id and the
+    SHA-256 (hex) of the key's secret. Not yet verified: the heartbeat's conditional write verifies it."""
+
+    daemon_id: str
+    key_hash: str
+
+
+def daemon_key_claim(authorization: str | None) -> DaemonKeyClaim | None:
+    """'Bearer rly_<daemon_id>_<secret>' -> (daemon id, sha256(secret) hex); None for any other header."""
+    parsed = parse_daemon_key(bearer_token(authorization))
+    return DaemonKeyClaim(parsed.daemon_id, sha256_hex(parsed.secret)) if parsed else None
+
+
+# -- heartbeat input (SPEC C4: {agents, metrics}) ----------------------------------------------------
+
+MAX_AGENTS = 100
+AGENT_STATUSES = frozenset({"running", "idle", "starting", "stopped", "crashed"})
+MAX_PROVIDER_LENGTH = 32
+MAX_PID = 2**31 - 1
+MAX_METRICS = 32
+MAX_METRIC_VALUE = 1e15
+_AGENT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_METRIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+@dataclass(frozen=True)
+class HeartbeatInput:
+    agents: list  # [{"name", "provider"?, "status"?, "pid"?}], names unique
+    metrics: dict  # {name: int | float}
+
+
+def _invalid(message: str, field: str) -> ValidationFailed:
+    return ValidationFailed(message, field=field)
+
+
+def _agent(raw: object, index: int) -> dict:
+    field = f"agents[{index}]"
+    if not isinstance(raw, dict):
+        raise _invalid("Each agent must be an object", field)
+    name = raw.get("name")
+    if not isinstance(name, str) or not _AGENT_NAME.fullmatch(name):
+        raise _invalid("name must be 1-64 characters of A-Z a-z 0-9 . _ -", f"{field}.name")
+    agent: dict = {"name": name}
+    provider = raw.get("provider")
+    if provider is not None:
+        if (not isinstance(provider, str) or not provider or len(provider) > MAX_PROVIDER_LENGTH
+                or not provider.isprintable()):
+            raise _invalid(f"provider must be 1-{MAX_PROVIDER_LENGTH} printable characters", f"{field}.provider")
+        agent["provider"] = provider
+    status = raw.get("status")
+    if status is not None:
+        if not isinstance(status, str) or status not in AGENT_STATUSES:
+            raise _invalid("status must be one of " + ", ".join(sorted(AGENT_STATUSES)), f"{field}.status")
+        agent["status"] = status
+    pid = raw.get("pid")
+    if pid is not None:
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= MAX_PID:
+            raise _invalid("pid must be a positive integer", f"{field}.pid")
+        agent["pid"] = pid
+    return agent  # fields other than these four are not stored
+
+
+def _metric(value: object) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            and abs(value) <= MAX_METRIC_VALUE)
+
+
+def validate_heartbeat(body: dict) -> HeartbeatInput:
+    """The reported inventory (required; it replaces the previous one, so an empty list means no agents)
+    and optional metrics: at most 32 names of 1-64 characters [A-Za-z0-9._-], each a finite number."""
+    agents = body.get("agents")
+    if not isinstance(agents, list) or len(agents) > MAX_AGENTS:
+        raise _invalid(f"agents must be a list of at most {MAX_AGENTS} agents", "agents")
+    checked = [_agent(raw, index) for index, raw in enumerate(agents)]
+    names = [agent["name"] for agent in checked]
+    if len(set(names)) != len(names):
+        raise _invalid("Agent names must be unique on a machine", "agents")
+    metrics = body.get("metrics")
+    if metrics is None:
+        metrics = {}
+    if (not isinstance(metrics, dict) or len(metrics) > MAX_METRICS
+            or not all(isinstance(k, str) and _METRIC_NAME.fullmatch(k) and _metric(v) for k, v in metrics.items())):
+        raise _invalid(f"metrics must map at most {MAX_METRICS} names (1-64 characters of A-Z a-z 0-9 . _ -) "
+                       "to finite numbers", "metrics")
+    return HeartbeatInput(checked, dict(metrics))
 
 
 # -- the device authorization request ---------------------------------------------------------------

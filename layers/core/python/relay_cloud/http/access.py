@@ -6,7 +6,9 @@ closed), and tests/security/test_route_table.py fails when any registered route 
 entry names no registered route.
 
 PUBLIC: anyone. SESSION: a signed-in user (cookie), with X-CSRF-Token on every state-changing method.
-DAEMON: a daemon key (Authorization: Bearer rly_...). WEBHOOK: a verified upstream signature.
+DAEMON: a daemon key (Authorization: Bearer rly_...), verified with one GetItem before the route runs.
+DAEMON_HEARTBEAT: a daemon key checked for format only (no DynamoDB request): the route gets the claimed
+daemon id and the key's hash, and its single conditional write is the verification. WEBHOOK: a verified upstream signature.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class Access(str, Enum):
     PUBLIC = "public"
     SESSION = "session"
     DAEMON = "daemon"
+    DAEMON_HEARTBEAT = "daemon_heartbeat"
     WEBHOOK = "webhook"
 
 
@@ -44,6 +47,7 @@ ROUTE_ACCESS: dict[str, Access] = {
     "DELETE /api/daemons/{daemon_id}": Access.SESSION,
     "DELETE /api/daemons/self": Access.DAEMON,
     "GET /api/daemons/agents": Access.DAEMON,
+    "POST /api/daemons/heartbeat": Access.DAEMON_HEARTBEAT,
     "GET /api/billing/plans": Access.PUBLIC,
     "GET /api/billing/plans/{tier}": Access.PUBLIC,
 }

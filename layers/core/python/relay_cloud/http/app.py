@@ -49,6 +49,11 @@ def _enforce_access(app, next_middleware):
 
         # A daemon key (Authorization: Bearer rly_...): no cookie, no CSRF token.
         app.append_context(principal=authenticate_daemon(app.current_event))
+    elif access is Access.DAEMON_HEARTBEAT:
+        from relay_cloud.http.daemon_auth import claim as daemon_claim
+
+        # Format only, no DynamoDB request: the route's conditional write verifies the key (SPEC §6).
+        app.append_context(daemon_claim=daemon_claim(app.current_event))
     elif access is not Access.PUBLIC:
         # WEBHOOK routes arrive with their capability; until then nothing may pass.
         return error_response(403, "ROUTE_NOT_AUTHORIZED", "This route is not open yet")

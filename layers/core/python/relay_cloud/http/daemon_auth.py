@@ -1,4 +1,5 @@
-"""Daemon-key authentication for ``Access.DAEMON`` routes (used by the authorization middleware), and the
+"""Daemon-key authentication for ``Access.DAEMON`` routes (and the format-only claim of
+``Access.DAEMON_HEARTBEAT``) (used by the authorization middleware), and the
 request bodies of the linking endpoints (RFC 8628: form-encoded, JSON accepted too).
 
 Daemon routes ignore cookies and need no CSRF token: the key travels in the Authorization header,
@@ -10,7 +11,8 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qs
 
-from relay_cloud.domain.daemons import DaemonPrincipal, DeviceGrantError
+from relay_cloud.domain.daemons import DaemonKeyClaim, DaemonPrincipal, DeviceGrantError, daemon_key_claim
+from relay_cloud.domain.errors import Unauthenticated
 
 MAX_FORM_BYTES = 16 * 1024
 
@@ -19,6 +21,15 @@ def authenticate(event) -> DaemonPrincipal:
     from relay_cloud.composition import container
 
     return container().daemons.authenticate(event.headers.get("authorization"))
+
+
+def claim(event) -> DaemonKeyClaim:
+    """For ``Access.DAEMON_HEARTBEAT``: the daemon id and key hash the header claims, without any I/O;
+    401 DAEMON_KEY_INVALID when the header is not ``Bearer rly_<daemon_id>_<secret>``."""
+    claimed = daemon_key_claim(event.headers.get("authorization"))
+    if claimed is None:
+        raise Unauthenticated("A valid daemon key is required", code="DAEMON_KEY_INVALID")
+    return claimed
 
 
 def requesting_ip(event) -> str | None:

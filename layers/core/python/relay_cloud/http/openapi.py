@@ -35,7 +35,7 @@ def build_document() -> dict:
             operation["x-access"] = access.value if access else "none"
             if access is Access.SESSION:
                 operation["security"] = [{"session": []}]
-            elif access is Access.DAEMON:
+            elif access in (Access.DAEMON, Access.DAEMON_HEARTBEAT):
                 operation["security"] = [{"daemonKey": []}]
     return {
         "openapi": "3.1.0",

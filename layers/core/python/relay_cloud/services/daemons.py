@@ -27,6 +27,7 @@ from relay_cloud.domain.daemons import (
     POLL_INTERVAL_SECONDS,
     SLOW_DOWN_SECONDS,
     Daemon,
+    DaemonKeyClaim,
     DaemonPrincipal,
     DeviceGrantError,
     LinkRequest,
@@ -42,6 +43,7 @@ from relay_cloud.domain.daemons import (
     parse_daemon_key,
     presence,
     sha256_hex,
+    validate_heartbeat,
     validate_link_request,
 )
 from relay_cloud.domain.errors import Conflict, NotFound, RateLimited, Unauthenticated, ValidationFailed
@@ -275,3 +277,14 @@ class DaemonService:
         now = self._now()
         return {"daemons": [{"daemon_id": d.daemon_id, "name": d.name, "presence": presence(d.last_seen_at, now),
                              "agents": list(d.agents)} for d in self._linked(caller.user_id)]}
+
+    def heartbeat(self, claim: DaemonKeyClaim, body: dict) -> dict:
+        """SPEC C4: ``{agents, metrics}`` -> ``{commands, heartbeat_interval_s}``. The key is verified by the
+        write itself (one conditional UpdateItem, no read): a wrong, unknown or revoked key is the same
+        401 DAEMON_KEY_INVALID, so the heartbeat never tells which."""
+        report = validate_heartbeat(body)
+        commands = self.daemons.heartbeat(claim.daemon_id, key_hash=claim.key_hash, now=self._now(),
+                                          agents=report.agents, metrics=report.metrics)
+        if commands is None:
+            raise Unauthenticated("A valid daemon key is required", code="DAEMON_KEY_INVALID")
+        return {"commands": commands, "heartbeat_interval_s": HEARTBEAT_INTERVAL_SECONDS}

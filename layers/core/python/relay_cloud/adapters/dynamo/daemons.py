@@ -241,3 +241,24 @@ class DaemonRepository:
                 if is_condition_failure(exc):
                     return False
                 raise
+
+    def heartbeat(self, daemon_id: str, *, key_hash: str, now: int, agents: list, metrics: dict) -> list | None:
+        """Authenticate and record a heartbeat in ONE conditional UpdateItem, no read first (SPEC §6):
+        last_seen_at, the reported inventory (replacing the previous one) and the metrics, on condition
+        that the key hash matches and the daemon was not unlinked. Returns the queued commands read from
+        the ALL_NEW item (ordered by their key; [] when there are none), or None when the condition
+        failed: no such daemon, a wrong key, a daemon without a key yet, or a revoked one."""
+        item = DaemonItem(keys.daemon_pk(daemon_id), keys.DAEMON_SK)
+        with translated("update"):
+            try:
+                item.update(  # pynamodb asks for ReturnValues=ALL_NEW and loads it into ``item``
+                    actions=[DaemonItem.last_seen_at.set(now), DaemonItem.agents.set(agents),
+                             DaemonItem.metrics.set(metrics)],
+                    condition=(DaemonItem.key_hash == key_hash) & DaemonItem.revoked_at.does_not_exist(),
+                )
+            except PynamoDBException as exc:
+                if is_condition_failure(exc):
+                    return None
+                raise
+        commands = item.commands.as_dict() if item.commands is not None else {}
+        return [commands[key] for key in sorted(commands)]

@@ -279,7 +279,9 @@ class DaemonItem(Item):
     linked_at = NumberAttribute()
     last_seen_at = NumberAttribute(null=True)
     revoked_at = NumberAttribute(null=True)
-    agents = ListAttribute(default=list)
+    agents = ListAttribute(default=list)  # the last heartbeat's inventory (it replaces the previous one)
+    metrics = MapAttribute(null=True)  # the last heartbeat's metrics: {name: number}
+    commands = MapAttribute(null=True)  # queued for the daemon, returned by every heartbeat (next slice)
     gsi1pk = UnicodeAttribute()
     gsi1sk = UnicodeAttribute()
     expires_at = NumberAttribute(null=True)  # TTL, set only when revoked
