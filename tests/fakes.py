@@ -43,6 +43,10 @@ class FakeUsers:
         if new_data_key is not None:
             self.data_keys[user.user_id] = new_data_key
 
+    def sign_in_ciphertext(self, user_id, provider, credential_id):
+        credential = self.credentials.get((user_id, provider))
+        return credential.ciphertext if credential else None
+
     def account_items(self, user):
         yield ("USER#" + user.user_id, "PROFILE")
         for (uid, provider) in list(self.credentials):
@@ -120,6 +124,13 @@ class FakeVault:
         self.keys.add(ctx.user_id)
         return Sealed(b"sealed:" + plaintext[::-1], 1, new_key)
 
+    def decrypt(self, ctx, ciphertext, *, actor, reason):
+        if ctx.user_id not in self.keys:
+            from relay_cloud.domain.errors import VaultError
+
+            raise VaultError("shredded", code="VAULT_UNKNOWN_KEY")
+        return ciphertext.removeprefix(b"sealed:")[::-1]
+
     def shred(self, user_id):
         self.keys.discard(user_id)
         self.shredded.add(user_id)
@@ -150,3 +161,7 @@ class FakeGithub:
 
     def profile(self, token):
         return self.profiles[token]
+
+    def revoke_grant(self, token):
+        self.revoked = getattr(self, "revoked", []) + [token]
+        return True

@@ -248,9 +248,12 @@ def test_delete_account_crypto_shreds_and_removes_everything(local_stack):
     refused = client.request("DELETE", "/api/account", json={"confirm": "someone"},
                              headers={"X-CSRF-Token": client.csrf_token})
     assert refused.status_code == 400 and refused.json()["code"] == "CONFIRMATION_REQUIRED"
+    github = local_stack.sandboxes["github"]
+    assert github.live_tokens(login) == 1
     deleted = client.request("DELETE", "/api/account", json={"confirm": login},
                              headers={"X-CSRF-Token": client.csrf_token})
     assert deleted.status_code == 204
+    assert github.live_tokens(login) == 0  # the GitHub authorization was given back
     assert [i for i in table_items(local_stack) if user_id in repr(i)] == []
     assert client.get("/api/auth/me").status_code == 401
 

@@ -158,6 +158,7 @@ def test_delete_account_needs_confirmation_then_shreds_and_removes(svc):
     svc.delete_account(who, "octocat")
     assert svc.users.users == {} and svc.users.credentials == {}
     assert done.user.user_id in svc.vault.shredded
+    assert svc.github.revoked == ["gho_faketoken"]  # the GitHub grant went back before the keys went
 
 
 def test_signing_in_again_in_the_same_browser_ends_the_old_session(svc):

@@ -91,6 +91,19 @@ class GithubOAuth:
             avatar_url=user.get("avatar_url"),
         )
 
+    def revoke_grant(self, token: str) -> bool:
+        """Revoke the user's whole authorization of our OAuth app (GitHub's DELETE
+        /applications/{client_id}/grant); best effort: False when GitHub did not confirm."""
+        try:
+            response = self._http.request(
+                "DELETE", f"{self.api_url}/applications/{self.client_id}/grant", json={"access_token": token},
+                auth=(self.client_id, self._client_secret),
+                headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"},
+            )
+        except httpx.HTTPError:
+            return False
+        return response.status_code in (204, 404)
+
     def _get_json(self, path: str, token: str):
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
                    "X-GitHub-Api-Version": "2022-11-28"}

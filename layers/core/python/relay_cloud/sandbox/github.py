@@ -511,6 +511,11 @@ class GitHubSandbox(device.DeviceApproval, Sandbox):
             return None
         return client
 
+    def live_tokens(self, login: str) -> int:
+        """How many tokens of this user still work (for tests of revocation)."""
+        with self._lock:
+            return sum(1 for token in self._tokens.values() if token.user_login == login)
+
     def delete_grant(self, request: Request) -> Response:
         return self._revoke(request, whole_grant=True)
 

@@ -24,7 +24,7 @@ from relay_cloud.domain.auth import (
     safe_next,
     same_secret,
 )
-from relay_cloud.domain.errors import Conflict, Unauthenticated, ValidationFailed
+from relay_cloud.domain.errors import Conflict, DependencyUnavailable, Unauthenticated, ValidationFailed, VaultError
 from relay_cloud.domain.plans import DEFAULT_TIER, PLANS
 
 GITHUB_PROVIDER = "github"
@@ -36,6 +36,7 @@ class GithubClient(Protocol):
     def authorize_url(self, *, state: str, code_challenge: str, redirect_uri: str) -> str: ...
     def exchange_code(self, *, code: str, code_verifier: str, redirect_uri: str) -> str: ...
     def profile(self, token: str) -> GithubProfile: ...
+    def revoke_grant(self, token: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,23 @@ class AuthService:
             raise ValidationFailed(
                 "Type your GitHub username to confirm deleting your account", code="CONFIRMATION_REQUIRED"
             )
+        self._revoke_github_grant(user)
         self.vault.shred(user.user_id)
         return self.users.delete_items(list(self.users.account_items(user)))
+
+    def _revoke_github_grant(self, user: User) -> None:
+        """Give the GitHub authorization back before forgetting it (best effort: deletion goes on)."""
+        from relay_cloud.adapters.vault import VaultContext
+
+        ciphertext = self.users.sign_in_ciphertext(user.user_id, GITHUB_PROVIDER, SIGN_IN_CREDENTIAL_ID)
+        if ciphertext is None:
+            return
+        context = VaultContext(user.user_id, GITHUB_PROVIDER, SIGN_IN_CREDENTIAL_ID, TOKEN_PURPOSE)
+        try:
+            token = self.vault.decrypt(context, ciphertext, actor=user.user_id, reason="revoke on account deletion")
+        except (VaultError, DependencyUnavailable):
+            return
+        self.github.revoke_grant(token.decode())
 
 
 def _public_user(user: User) -> dict:

@@ -143,6 +143,15 @@ class UserRepository:
                     raise Conflict("The account changed during sign-in, please retry", code="SIGN_IN_RACE") from exc
                 raise
 
+    def sign_in_ciphertext(self, user_id: str, provider: str, credential_id: str) -> bytes | None:
+        with translated("get"):
+            try:
+                item = CredentialItem.get(keys.user_pk(user_id), keys.credential_sk(provider, credential_id),
+                                          consistent_read=True)
+            except CredentialItem.DoesNotExist:
+                return None
+        return bytes(item.ciphertext)
+
     def account_items(self, user: User) -> Iterator[tuple[str, str]]:
         """Every (pk, sk) that belongs to the user: their partition, identity guard and sessions."""
         with translated():
