@@ -7,7 +7,7 @@
 
 import { api } from "./api.js";
 import { icons } from "./icons.js";
-import { absoluteTime, esc, mmss, relativeTime, toast } from "./ui.js";
+import { absoluteTime, copyText, esc, mmss, relativeTime, toast } from "./ui.js";
 import qrcode from "./vendor/qrcode-generator.js";
 
 export const AI_PROVIDER_IDS = ["anthropic", "openai", "google"];
@@ -211,31 +211,6 @@ function qrSvg(text) {
   }
   const size = n + quiet * 2;
   return `<svg viewBox="0 0 ${size} ${size}" shape-rendering="crispEdges" aria-hidden="true" focusable="false"><rect width="${size}" height="${size}" fill="#fff"/><path d="${d}" fill="#0b1220"/></svg>`;
-}
-
-async function copyText(text) {
-  try {
-    if (navigator.clipboard && window.isSecureContext) {
-      await navigator.clipboard.writeText(text);
-      return true;
-    }
-  } catch {
-    // fall through to the legacy path
-  }
-  const area = document.createElement("textarea");
-  area.value = text;
-  area.setAttribute("readonly", "");
-  area.className = "offscreen";
-  document.body.appendChild(area);
-  area.select();
-  let ok = false;
-  try {
-    ok = document.execCommand("copy");
-  } catch {
-    ok = false;
-  }
-  area.remove();
-  return ok;
 }
 
 function errorMessage(err, provider) {
