@@ -137,3 +137,20 @@ def test_a_retired_data_key_accepts_no_new_ciphertext(backend):
     with pytest.raises(Conflict):
         users.save_sign_in(_user(), is_new=False, credential=_credential("usr_a"), new_data_key=None, now=NOW + 1)
     assert DynamoVaultStore().data_key("usr_a", 1).retired_at is not None  # still there to open old ciphertext
+
+
+def test_a_connection_replaced_meanwhile_is_never_overwritten(backend):
+    from relay_cloud.adapters.dynamo.connections import ConnectionRepository, NewConnection
+
+    users, connections = UserRepository(), ConnectionRepository()
+    users.save_sign_in(_user(), is_new=True, credential=_credential("usr_a"), new_data_key=_data_key("usr_a"), now=NOW)
+    new = NewConnection("usr_a", "anthropic", "api_key", "api_key", b"\x00ct", 1, None, NOW, None, None)
+    connections.save(new, now=NOW, new_data_key=None)
+    stale_read = connections.get("usr_a", "anthropic")
+    connections.save(new, now=NOW + 1, new_data_key=None)  # someone else replaced it meanwhile
+    original_get = connections.get
+    connections.get = lambda *_: stale_read  # a writer that read before that replacement
+    with pytest.raises(Conflict):
+        connections.save(new, now=NOW + 2, new_data_key=None)
+    connections.get = original_get
+    assert connections.get("usr_a", "anthropic").generation == 2

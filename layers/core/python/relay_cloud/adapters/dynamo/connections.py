@@ -89,7 +89,10 @@ class ConnectionRepository:
         with translated("transaction"):
             try:
                 with _transaction() as tx:
-                    tx.save(item)
+                    # Replace exactly the connection read above: a concurrent connect, refresh or
+                    # disconnect makes this write fail rather than be silently overwritten.
+                    tx.save(item, condition=CredentialItem.generation == previous.generation if previous
+                            else CredentialItem.pk.does_not_exist())
                     if new_data_key is not None:
                         tx.save(new_data_key, condition=DataKeyItem.pk.does_not_exist())
                     else:
