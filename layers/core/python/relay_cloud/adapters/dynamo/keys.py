@@ -131,3 +131,41 @@ def daemon_gsi_sk(linked_at: int, daemon_id: str) -> str:
 def link_guess_sk(window: int) -> str:
     """A user's counter of failed user-code lookups in one rate-limit window (in the user's partition)."""
     return f"LINKGUESS#{window:010d}"
+
+
+# -- messages, commands, workspace logins, rate limits (docs/design/daemon-messaging.md) -------------
+
+def inbox_pk(daemon_id: str) -> str:
+    """A daemon's inbox partition: its pending messages and their counter."""
+    return f"INBOX#{daemon_id}"
+
+
+MESSAGE_PREFIX = "MSG#"
+INBOX_COUNTER_SK = "COUNTER"
+
+
+def message_sk(message_id: str) -> str:
+    return f"{MESSAGE_PREFIX}{message_id}"
+
+
+COMMAND_RESULT_PREFIX = "CMDRESULT#"
+
+
+def command_result_sk(command_id: str) -> str:
+    """A finished command's outcome, in the daemon's partition (what makes results idempotent)."""
+    return f"{COMMAND_RESULT_PREFIX}{command_id}"
+
+
+def workspace_login_sk(login_id: str) -> str:
+    """A provider login running on the user's machine (SPEC §2.1 workspace_login), in the user's partition."""
+    return f"LOGIN#{login_id}"
+
+
+def rate_limit_pk(scope: str, subject: str) -> str:
+    """A fixed-window counter of one scope (e.g. 'link-device') and subject (a user id or the digest of an
+    address)."""
+    return f"RATE#{scope}#{subject}"
+
+
+def rate_limit_sk(window: int) -> str:
+    return f"W#{window:010d}"

@@ -165,8 +165,8 @@ class CredentialItem(Item):
     provider = UnicodeAttribute()
     credential_id = UnicodeAttribute()
     purpose = UnicodeAttribute()
-    ciphertext = BinaryAttribute(legacy_encoding=False)
-    key_version = NumberAttribute()
+    ciphertext = BinaryAttribute(legacy_encoding=False, null=True)  # absent for workspace_login connections
+    key_version = NumberAttribute(null=True)
     metadata = MapAttribute(default=dict)
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
@@ -281,7 +281,7 @@ class DaemonItem(Item):
     revoked_at = NumberAttribute(null=True)
     agents = ListAttribute(default=list)  # the last heartbeat's inventory (it replaces the previous one)
     metrics = MapAttribute(null=True)  # the last heartbeat's metrics: {name: number}
-    commands = MapAttribute(null=True)  # queued for the daemon, returned by every heartbeat (next slice)
+    commands = MapAttribute(null=True)  # {command_id: command}: queued, returned by every heartbeat until reported
     gsi1pk = UnicodeAttribute()
     gsi1sk = UnicodeAttribute()
     expires_at = NumberAttribute(null=True)  # TTL, set only when revoked
@@ -315,7 +315,86 @@ class AuditItem(Item):
     expires_at = NumberAttribute(null=True)
 
 
+class MessageItem(Item):
+    """A cross-machine message pending in the target daemon's inbox until acked (or its TTL)."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="MESSAGE")
+    message_id = UnicodeAttribute()
+    from_daemon_id = UnicodeAttribute()
+    from_agent = UnicodeAttribute(null=True)
+    to_agent = UnicodeAttribute()
+    body = UnicodeAttribute()  # the compact JSON of the sent body (at most 64 KiB)
+    sent_at = NumberAttribute()
+    deliveries = NumberAttribute(default=0)
+    lease_until = NumberAttribute(null=True)  # leased to a receive until then; redelivered afterwards
+    expires_at = NumberAttribute()  # TTL: sent_at + 24 h (reads also treat it as the expiry)
+
+
+class InboxCounterItem(Item):
+    """How many messages a daemon's inbox holds (the 1,000 cap is a condition on it)."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="INBOX_COUNTER")
+    pending = NumberAttribute(default=0)
+    recounted_at = NumberAttribute(null=True)
+
+
+class CommandResultItem(Item):
+    """The final outcome of a command a daemon ran: a second report of the same id finds it here."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="COMMAND_RESULT")
+    command_id = UnicodeAttribute()
+    command_type = UnicodeAttribute()
+    args = MapAttribute(null=True)  # what the command asked: a repeated report tells its sink the same
+    status = UnicodeAttribute()  # succeeded | failed
+    output = MapAttribute(null=True)
+    error = MapAttribute(null=True)
+    finished_at = NumberAttribute()
+    expires_at = NumberAttribute()
+
+
+class WorkspaceLoginItem(Item):
+    """A provider CLI login running on one of the user's machines; the cloud relays prompts, never tokens."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="WORKSPACE_LOGIN")
+    login_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    provider = UnicodeAttribute()
+    daemon_id = UnicodeAttribute()
+    command_id = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()
+    prompt = MapAttribute(null=True)  # {url, user_code, needs_code} as the machine relayed them
+    error = MapAttribute(null=True)  # {code, message}
+    login_expires_at = NumberAttribute()
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    expires_at = NumberAttribute()  # TTL
+
+
+class RateLimitItem(Item):
+    """One fixed window of a rate limit: a conditional counter."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="RATE_LIMIT")
+    count = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+
+
 ALL_MODELS = (
     Item, UserItem, GithubIdentityItem, SessionItem, OAuthLoginItem, DataKeyItem, CredentialItem, DeviceFlowItem, SweepCursorItem,
-    AuditItem, LinkRequestItem, LinkCodeItem, DaemonItem, LinkGuessItem,
+    AuditItem, LinkRequestItem, LinkCodeItem, DaemonItem, LinkGuessItem, MessageItem, InboxCounterItem,
+    CommandResultItem, WorkspaceLoginItem, RateLimitItem,
 )
