@@ -229,7 +229,8 @@ def test_approve_then_exactly_one_exchange_and_the_key_authenticates(service, cl
 
     assert oauth_error(lambda: service.token(grant(started["device_code"]))) == (400, "invalid_grant")
     gets = service.daemons.gets
-    assert service.authenticate(f"Bearer {token['access_token']}") == DaemonPrincipal(parsed.daemon_id, ME.user_id)
+    assert service.authenticate(f"Bearer {token['access_token']}") == DaemonPrincipal(
+        parsed.daemon_id, ME.user_id, PUBLIC_KEY, ("anthropic", "github"))
     assert service.daemons.gets == gets + 1  # one read per authentication
     actions = [e["action"] for e in service.audit.events]
     assert actions == ["daemon.link"] and token["access_token"] not in repr(service.audit.events)
@@ -492,3 +493,58 @@ def test_the_heartbeat_claim_is_a_format_check(header):
     secret = "s" * 43
     claimed = daemon_key_claim(f"bearer rly_dmn_{'a' * 32}_{secret}")
     assert claimed.daemon_id == "dmn_" + "a" * 32 and claimed.key_hash == sha256_hex(secret)
+
+
+# -- link requests per address (SPEC C14) -------------------------------------------------------------
+
+class FakeLimiter:
+    """The rate limiter's conditional counter, in memory: a hit counts only while the window is not full."""
+
+    def __init__(self):
+        self.counts = {}
+
+    def hit(self, scope, subject, *, limit, window_seconds, now):
+        window = (scope, subject, now // window_seconds)
+        if self.counts.get(window, 0) >= limit:
+            return False
+        self.counts[window] = self.counts.get(window, 0) + 1
+        return True
+
+
+@pytest.fixture
+def limited(service):
+    service.limiter = FakeLimiter()
+    return service
+
+
+def test_twenty_link_requests_per_address_then_429_slow_down_until_the_next_window(limited, clock):
+    for _ in range(20):
+        limited.device_authorization(DEVICE, requesting_ip="203.0.113.9")
+    clock.advance(599)
+    with pytest.raises(DeviceGrantError) as raised:
+        limited.device_authorization(DEVICE, requesting_ip="203.0.113.9")
+    assert raised.value.status == 429 and raised.value.body() == {
+        "error": "slow_down", "error_description": "Too many link requests from this address; retry in 1 seconds"}
+    assert len(limited.links.requests) == 20  # the refused request stored nothing
+    limited.device_authorization(DEVICE, requesting_ip="198.51.100.7")  # per address
+    clock.advance(1)
+    limited.device_authorization(DEVICE, requesting_ip="203.0.113.9")  # a new window
+    assert len(limited.links.requests) == 22
+
+
+def test_ipv6_addresses_count_per_64_and_invalid_requests_do_not_count(limited):
+    for _ in range(5):
+        with pytest.raises(DeviceGrantError):
+            limited.device_authorization({**DEVICE, "client_id": "evil"}, requesting_ip="2001:db8:1:2::1")
+    for n in range(20):
+        limited.device_authorization(DEVICE, requesting_ip=f"2001:db8:1:2::{n + 1:x}")
+    assert oauth_error(lambda: limited.device_authorization(DEVICE, requesting_ip="2001:db8:1:2:ffff::9")) == (
+        429, "slow_down")
+    limited.device_authorization(DEVICE, requesting_ip="2001:db8:1:3::1")  # the next /64
+    assert len(limited.links.requests) == 21
+
+
+def test_requests_without_an_address_share_one_bucket(limited):
+    for _ in range(20):
+        limited.device_authorization(DEVICE, requesting_ip=None)
+    assert oauth_error(lambda: limited.device_authorization(DEVICE, requesting_ip="")) == (429, "slow_down")

@@ -14,6 +14,7 @@ from relay_cloud.domain.daemons import (
     bearer_token,
     daemon_key,
     format_user_code,
+    is_agent_name,
     is_x25519_public_key,
     key_matches,
     new_daemon_id,
@@ -24,8 +25,11 @@ from relay_cloud.domain.daemons import (
     parse_daemon_key,
     presence,
     sha256_hex,
+    validate_heartbeat,
     validate_link_request,
 )
+from relay_cloud.domain.errors import ValidationFailed
+from relay_cloud.domain.messages import validate_send
 from tests.fakes import Clock
 
 PUBLIC_KEY = base64.urlsafe_b64encode(bytes(range(32))).rstrip(b"=").decode()
@@ -144,3 +148,17 @@ def test_presence_transitions_with_a_controllable_clock():
     assert presence(clock(), clock()) == "online"
     assert presence(0, 60, interval=30) == "stale" and presence(0, 61, interval=30) == "offline"
     assert presence(0, 35, interval=30) == "online"
+
+
+@pytest.mark.parametrize("name, valid", [
+    ("alice", True), ("codex.2", True), ("...", True), (".hidden", True), ("x" * 64, True),
+    (".", False), ("..", False), ("", False), ("x" * 65, False), ("a/b", False), ("..\n", False), (7, False),
+])
+def test_agent_names_are_safe_as_directory_names(name, valid):
+    """A daemon keeps an inbox directory per agent: "." and ".." are never names, here or in messages."""
+    assert is_agent_name(name) is valid
+    if not valid:
+        with pytest.raises(ValidationFailed):
+            validate_heartbeat({"agents": [{"name": name}]})
+        with pytest.raises(ValidationFailed):
+            validate_send({"to": {"daemon_id": "dmn_" + "0" * 32, "agent": name}, "body": "hi"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import math
 import re
 import secrets
@@ -22,7 +23,12 @@ LINK_RETENTION_SECONDS = 24 * 3600  # the request item's TTL is creation + 600 s
 POLL_INTERVAL_SECONDS = 5
 SLOW_DOWN_SECONDS = 5  # RFC 8628 §3.5: added to the device code's interval on every slow_down
 
+# SPEC C14: link requests (the public device authorization) per requesting address, fixed windows.
+LINK_REQUESTS_PER_ADDRESS = 20
+LINK_REQUEST_WINDOW_SECONDS = 600
+
 HEARTBEAT_INTERVAL_SECONDS = 15
+BUSY_HEARTBEAT_INTERVAL_SECONDS = 2  # while a live command is queued (a login's prompts and codes move quickly)
 PRESENCE_GRACE_SECONDS = 5
 
 # RFC 8628 §6.1: consonants only (no vowels: no words; no Y), case-insensitive, 8 characters.
@@ -54,6 +60,21 @@ class DeviceGrantError(RelayError):
         if self.message and self.message != self.error:
             body["error_description"] = self.message
         return body
+
+
+def address_bucket(requesting_ip: str | None) -> str:
+    """What a per-address limit counts: an IPv4 address, or the /64 of an IPv6 one (one subscriber
+    usually holds a whole /64, so single addresses would be free to rotate). No address at all (never
+    behind API Gateway) is one shared bucket: fail closed rather than unlimited."""
+    try:
+        address = ipaddress.ip_address(str(requesting_ip or "").strip())
+    except ValueError:
+        return str(requesting_ip)[:64] if requesting_ip else "unknown"
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 # -- user codes -------------------------------------------------------------------------------------
@@ -137,6 +158,8 @@ class DaemonPrincipal:
 
     daemon_id: str
     user_id: str
+    public_key: str = ""  # base64url raw X25519: what leases and relayed login codes are sealed to
+    allowed_providers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,7 +185,13 @@ MAX_PROVIDER_LENGTH = 32
 MAX_PID = 2**31 - 1
 MAX_METRICS = 32
 MAX_METRIC_VALUE = 1e15
-_AGENT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_AGENT_NAME = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9._-]{1,64}")  # not "." or "..": a daemon keeps a directory per agent
+
+
+def is_agent_name(value: object) -> bool:
+    """1-64 characters of A-Z a-z 0-9 . _ -, except "." and ".." (heartbeat inventories, message targets)."""
+    return isinstance(value, str) and _AGENT_NAME.fullmatch(value) is not None
+
 _METRIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -181,7 +210,7 @@ def _agent(raw: object, index: int) -> dict:
     if not isinstance(raw, dict):
         raise _invalid("Each agent must be an object", field)
     name = raw.get("name")
-    if not isinstance(name, str) or not _AGENT_NAME.fullmatch(name):
+    if not is_agent_name(name):
         raise _invalid("name must be 1-64 characters of A-Z a-z 0-9 . _ -", f"{field}.name")
     agent: dict = {"name": name}
     provider = raw.get("provider")

@@ -10,6 +10,7 @@ from __future__ import annotations
 class RelayError(Exception):
     status = 500
     code = "INTERNAL_ERROR"
+    headers: dict | None = None  # extra response headers, e.g. Retry-After on a 429
 
     def __init__(self, message: str, *, code: str | None = None, **details):
         super().__init__(message)
@@ -50,6 +51,13 @@ class NotFound(RelayError):
 class Conflict(RelayError):
     status = 409
     code = "CONFLICT"
+
+
+class Gone(RelayError):
+    """The resource existed but is no longer usable (e.g. a command that expired before it finished)."""
+
+    status = 410
+    code = "GONE"
 
 
 class RateLimited(RelayError):

@@ -15,6 +15,7 @@ from typing import Callable
 
 from relay_cloud.domain.daemons import (
     APPROVED,
+    BUSY_HEARTBEAT_INTERVAL_SECONDS,
     CLIENT_ID,
     CONSUMED,
     DAEMON_ID_PATTERN,
@@ -22,6 +23,8 @@ from relay_cloud.domain.daemons import (
     DENIED,
     DEVICE_GRANT_TYPE,
     HEARTBEAT_INTERVAL_SECONDS,
+    LINK_REQUEST_WINDOW_SECONDS,
+    LINK_REQUESTS_PER_ADDRESS,
     LINK_TTL_SECONDS,
     PENDING,
     POLL_INTERVAL_SECONDS,
@@ -31,6 +34,7 @@ from relay_cloud.domain.daemons import (
     DaemonPrincipal,
     DeviceGrantError,
     LinkRequest,
+    address_bucket,
     bearer_token,
     daemon_key,
     format_user_code,
@@ -63,6 +67,7 @@ class DaemonService:
     public_url: str
     clock: Callable[[], float] = time.time
     user_codes: Callable[[], str] = new_user_code  # tests pass a sequence to force a collision
+    limiter: object = None  # RateLimiter: link requests per address (SPEC C14); None = not limited
 
     def _now(self) -> int:
         return int(self.clock())
@@ -76,6 +81,7 @@ class DaemonService:
         if scope not in (None, "", DAEMON_SCOPE):
             raise DeviceGrantError("invalid_scope", "The only scope is 'daemon'")
         wanted = validate_link_request(params)
+        self._limit_link_requests(requesting_ip)
         for _ in range(USER_CODE_ATTEMPTS):
             device_code, user_code, now = new_device_code(), self.user_codes(), self._now()
             request = LinkRequest(
@@ -100,6 +106,20 @@ class DaemonService:
                 "interval": POLL_INTERVAL_SECONDS,
             }
         raise DeviceGrantError("temporarily_unavailable", "Could not allocate a user code, retry", status=503)
+
+    def _limit_link_requests(self, requesting_ip: str | None) -> None:
+        """20 valid link requests per address (an IPv6 /64) per 10-minute window: the route is public,
+        so there is no user to count."""
+        if self.limiter is None:
+            return
+        now = self._now()
+        if not self.limiter.hit("link-device", address_bucket(requesting_ip), limit=LINK_REQUESTS_PER_ADDRESS,
+                                window_seconds=LINK_REQUEST_WINDOW_SECONDS, now=now):
+            wait = LINK_REQUEST_WINDOW_SECONDS - now % LINK_REQUEST_WINDOW_SECONDS
+            refused = DeviceGrantError("slow_down", f"Too many link requests from this address; retry in {wait} "
+                                       "seconds", status=429)
+            refused.headers = {"Retry-After": str(wait)}
+            raise refused
 
     # -- RFC 8628 §3.4-3.5: the token endpoint (public) -------------------------------------------
 
@@ -265,7 +285,7 @@ class DaemonService:
             raise Unauthenticated("A valid daemon key is required", code="DAEMON_KEY_INVALID")
         if daemon.revoked_at is not None:
             raise Unauthenticated("This machine was unlinked; run relay-cloud link again", code="DAEMON_KEY_REVOKED")
-        return DaemonPrincipal(daemon.daemon_id, daemon.user_id)
+        return DaemonPrincipal(daemon.daemon_id, daemon.user_id, daemon.public_key, daemon.allowed_providers)
 
     def unlink_self(self, caller: DaemonPrincipal) -> None:
         """The CLI's unlink: revoke the calling daemon's own key (idempotent under a concurrent unlink)."""
@@ -281,10 +301,12 @@ class DaemonService:
     def heartbeat(self, claim: DaemonKeyClaim, body: dict) -> dict:
         """SPEC C4: ``{agents, metrics}`` -> ``{commands, heartbeat_interval_s}``. The key is verified by the
         write itself (one conditional UpdateItem, no read): a wrong, unknown or revoked key is the same
-        401 DAEMON_KEY_INVALID, so the heartbeat never tells which."""
+        401 DAEMON_KEY_INVALID, so the heartbeat never tells which. ``commands`` are the live queued ones;
+        while any is queued the daemon comes back every 2 s instead of 15 (a login's prompts move quickly)."""
         report = validate_heartbeat(body)
         commands = self.daemons.heartbeat(claim.daemon_id, key_hash=claim.key_hash, now=self._now(),
                                           agents=report.agents, metrics=report.metrics)
         if commands is None:
             raise Unauthenticated("A valid daemon key is required", code="DAEMON_KEY_INVALID")
-        return {"commands": commands, "heartbeat_interval_s": HEARTBEAT_INTERVAL_SECONDS}
+        interval = BUSY_HEARTBEAT_INTERVAL_SECONDS if commands else HEARTBEAT_INTERVAL_SECONDS
+        return {"commands": commands, "heartbeat_interval_s": interval}

@@ -1,5 +1,6 @@
 """DynamoDB repositories for daemon linking (docs/design/daemon-linking.md): link requests with their
-user-code guards, the failed-lookup counter, and linked daemons.
+user-code guards, the failed-lookup counter, and linked daemons with their command queue and results
+(docs/design/daemon-messaging.md).
 
 Each method is one access pattern; every write that must not race is conditional or transactional.
 """
@@ -7,11 +8,19 @@ Each method is one access pattern; every write that must not race is conditional
 from __future__ import annotations
 
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.expressions.condition import size
 from pynamodb.transactions import TransactWrite
 
 from relay_cloud.adapters.dynamo import keys
 from relay_cloud.adapters.dynamo.errors import is_condition_failure, translated
-from relay_cloud.adapters.dynamo.models import DaemonItem, LinkCodeItem, LinkGuessItem, LinkRequestItem
+from relay_cloud.adapters.dynamo.models import (
+    CommandResultItem,
+    DaemonItem,
+    LinkCodeItem,
+    LinkGuessItem,
+    LinkRequestItem,
+)
+from relay_cloud.domain.commands import MAX_QUEUED, RESULT_RETENTION_SECONDS, live
 from relay_cloud.domain.daemons import (
     APPROVED,
     CONSUMED,
@@ -22,9 +31,10 @@ from relay_cloud.domain.daemons import (
     Daemon,
     LinkRequest,
 )
-from relay_cloud.domain.errors import Conflict
+from relay_cloud.domain.errors import Conflict, DependencyUnavailable, NotFound, RateLimited
 
 REVOKED_RETENTION_SECONDS = 90 * 24 * 3600  # a revoked daemon stays readable (401 REVOKED) this long
+ENQUEUE_ATTEMPTS = 3  # reads + conditional writes of one enqueue racing other writers of the queue
 
 
 def _transaction() -> TransactWrite:
@@ -144,7 +154,7 @@ class LinkRepository:
             keys.daemon_pk(daemon.daemon_id), keys.DAEMON_SK,
             daemon_id=daemon.daemon_id, user_id=daemon.user_id, name=daemon.name, machine_id=daemon.machine_id,
             public_key=daemon.public_key, allowed_providers=list(daemon.allowed_providers),
-            linked_at=daemon.linked_at, agents=[],
+            linked_at=daemon.linked_at, agents=[], commands={},
             gsi1pk=keys.owner_gsi_pk(daemon.user_id), gsi1sk=keys.daemon_gsi_sk(daemon.linked_at, daemon.daemon_id),
         )
         request = LinkRequestItem(keys.link_request_pk(device_hash), keys.LINK_REQUEST_SK)
@@ -245,9 +255,10 @@ class DaemonRepository:
     def heartbeat(self, daemon_id: str, *, key_hash: str, now: int, agents: list, metrics: dict) -> list | None:
         """Authenticate and record a heartbeat in ONE conditional UpdateItem, no read first (SPEC §6):
         last_seen_at, the reported inventory (replacing the previous one) and the metrics, on condition
-        that the key hash matches and the daemon was not unlinked. Returns the queued commands read from
-        the ALL_NEW item (ordered by their key; [] when there are none), or None when the condition
-        failed: no such daemon, a wrong key, a daemon without a key yet, or a revoked one."""
+        that the key hash matches and the daemon was not unlinked. Returns the live queued commands read
+        from the ALL_NEW item (expires_at > now, in id order; [] when there are none: expired entries are
+        removed by the next enqueue or report), or None when the condition failed: no such daemon, a
+        wrong key, a daemon without a key yet, or a revoked one."""
         item = DaemonItem(keys.daemon_pk(daemon_id), keys.DAEMON_SK)
         with translated("update"):
             try:
@@ -260,5 +271,123 @@ class DaemonRepository:
                 if is_condition_failure(exc):
                     return None
                 raise
-        commands = item.commands.as_dict() if item.commands is not None else {}
-        return [commands[key] for key in sorted(commands)]
+        return _live_commands(item, now)
+
+    # -- the command queue (the daemon item's ``commands`` map) and results --------------------------
+
+    def enqueue_command(self, daemon_id: str, *, user_id: str, command: dict, now: int) -> None:
+        """Queue a command for a linked, keyed, unrevoked daemon of ``user_id``, removing expired entries
+        in the same UpdateItem. NotFound DAEMON_NOT_FOUND otherwise; RateLimited COMMAND_QUEUE_FULL when
+        MAX_QUEUED live commands are queued.
+
+        A consistent read first finds the expired ids; the write's condition then pins what the read saw
+        that matters (owner, key, not revoked, those expired entries still there, the map's size), so a
+        concurrent enqueue, report or unlink makes it fail and the loop decides again."""
+        key = (keys.daemon_pk(daemon_id), keys.DAEMON_SK)
+        for _ in range(ENQUEUE_ATTEMPTS):
+            with translated("get"):
+                try:
+                    item = DaemonItem.get(*key, consistent_read=True)
+                except DaemonItem.DoesNotExist:
+                    item = None
+            if item is None or item.user_id != user_id or not item.key_hash or item.revoked_at is not None:
+                raise NotFound("No such machine", code="DAEMON_NOT_FOUND")
+            condition = (DaemonItem.pk.exists() & (DaemonItem.user_id == user_id) & DaemonItem.key_hash.exists()
+                         & DaemonItem.revoked_at.does_not_exist())
+            if item.commands is None:  # daemons linked before the queue existed: create the map
+                actions = [DaemonItem.commands.set({command["command_id"]: command})]
+                condition &= DaemonItem.commands.does_not_exist()
+            else:
+                queued = item.commands.as_dict()
+                expired = [command_id for command_id, entry in queued.items() if not live(entry, now)]
+                if len(queued) - len(expired) >= MAX_QUEUED:
+                    raise RateLimited(f"The machine already has {MAX_QUEUED} commands queued; retry later",
+                                      code="COMMAND_QUEUE_FULL")
+                actions = [DaemonItem.commands[command["command_id"]].set(command)]
+                actions += [DaemonItem.commands[command_id].remove() for command_id in expired]
+                condition &= DaemonItem.commands.exists() & (size(DaemonItem.commands) < MAX_QUEUED + len(expired))
+                for command_id in expired:
+                    condition &= DaemonItem.commands[command_id].exists()
+            if self._update_daemon(daemon_id, actions, condition):
+                return
+        raise DependencyUnavailable("The machine's command queue kept changing; retry", code="COMMAND_QUEUE_BUSY")
+
+    def queued_command(self, daemon_id: str, command_id: str) -> dict | None:
+        """The queued entry (expired or not: the caller decides), or None. One consistent GetItem."""
+        with translated("get"):
+            try:
+                item = DaemonItem.get(keys.daemon_pk(daemon_id), keys.DAEMON_SK, consistent_read=True)
+            except DaemonItem.DoesNotExist:
+                return None
+        return item.commands.as_dict().get(command_id) if item.commands is not None else None
+
+    def record_progress(self, daemon_id: str, command_id: str, *, progress: dict, now: int) -> bool:
+        """Note a ``running`` report on a live entry (it stays queued); False when the entry is gone or
+        expired meanwhile."""
+        entry = DaemonItem.commands[command_id]
+        return self._update_daemon(
+            daemon_id, [entry["progress"].set(progress), entry["reported_at"].set(now)],
+            DaemonItem.pk.exists() & entry.exists() & (entry["expires_at"] > now))
+
+    def finish_command(self, daemon_id: str, command: dict, *, status: str, output: dict | None,
+                       error: dict | None, now: int) -> bool:
+        """Remove the live entry and store the result in one transaction; False when the entry is gone
+        (another report finished it), expired, or the result already exists."""
+        command_id = command["command_id"]
+        entry = DaemonItem.commands[command_id]
+        result = CommandResultItem(
+            keys.daemon_pk(daemon_id), keys.command_result_sk(command_id),
+            command_id=command_id, command_type=command["type"], status=status, output=output, error=error,
+            args=command.get("args") or {}, finished_at=now, expires_at=now + RESULT_RETENTION_SECONDS,
+        )
+        with translated("transaction"):
+            try:
+                with _transaction() as tx:
+                    tx.update(DaemonItem(keys.daemon_pk(daemon_id), keys.DAEMON_SK), actions=[entry.remove()],
+                              condition=DaemonItem.pk.exists() & entry.exists() & (entry["expires_at"] > now))
+                    tx.save(result, condition=CommandResultItem.pk.does_not_exist())
+                return True
+            except TransactWriteError as exc:
+                if is_condition_failure(exc):
+                    return False
+                raise
+
+    def command_result(self, daemon_id: str, command_id: str, *, now: int) -> dict | None:
+        """A finished command's stored outcome ``{command_id, type, args, status, output, error,
+        finished_at}``, or None (never finished, another daemon's, or past its retention)."""
+        with translated("get"):
+            try:
+                item = CommandResultItem.get(keys.daemon_pk(daemon_id), keys.command_result_sk(command_id),
+                                             consistent_read=True)
+            except CommandResultItem.DoesNotExist:
+                return None
+        if item.expires_at <= now:
+            return None
+        return {"command_id": item.command_id, "type": item.command_type,
+                "args": item.args.as_dict() if item.args is not None else None, "status": item.status,
+                "output": item.output.as_dict() if item.output is not None else None,
+                "error": item.error.as_dict() if item.error is not None else None,
+                "finished_at": int(item.finished_at)}
+
+    def remove_expired_command(self, daemon_id: str, command_id: str, *, now: int) -> bool:
+        """Drop an entry past its ``expires_at`` (a live one is left alone)."""
+        entry = DaemonItem.commands[command_id]
+        return self._update_daemon(daemon_id, [entry.remove()],
+                                   DaemonItem.pk.exists() & entry.exists() & (entry["expires_at"] <= now))
+
+    @staticmethod
+    def _update_daemon(daemon_id: str, actions, condition) -> bool:
+        with translated("update"):
+            try:
+                DaemonItem(keys.daemon_pk(daemon_id), keys.DAEMON_SK).update(actions=actions, condition=condition)
+                return True
+            except PynamoDBException as exc:
+                if is_condition_failure(exc):
+                    return False
+                raise
+
+
+def _live_commands(item: DaemonItem, now: int) -> list[dict]:
+    """The entries a daemon should still run (expires_at > now), in id order (= enqueue order)."""
+    commands = item.commands.as_dict() if item.commands is not None else {}
+    return [commands[key] for key in sorted(commands) if live(commands[key], now)]
