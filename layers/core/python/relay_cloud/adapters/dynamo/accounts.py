@@ -153,13 +153,21 @@ class UserRepository:
         return bytes(item.ciphertext)
 
     def account_items(self, user: User) -> Iterator[tuple[str, str]]:
-        """Every (pk, sk) that belongs to the user: their partition, identity guard and sessions."""
+        """Every (pk, sk) that belongs to the user: their partition, identity guard, and what the owner
+        index lists (sessions; each daemon with its whole partition and its inbox of messages)."""
         with translated():
             for item in Item.query(keys.user_pk(user.user_id), consistent_read=True):
                 yield item.pk, item.sk
             yield keys.github_identity_pk(user.github_id), keys.IDENTITY_SK
-            for session in SessionItem.by_owner.query(keys.owner_gsi_pk(user.user_id)):
-                yield session.pk, session.sk
+            for owned in SessionItem.by_owner.query(keys.owner_gsi_pk(user.user_id)):
+                if not owned.gsi1sk.startswith(keys.DAEMON_GSI_PREFIX):
+                    yield owned.pk, owned.sk
+                    continue
+                # The daemon item comes with its partition (yielding it twice would fail the batch delete).
+                daemon_id = owned.pk.removeprefix(keys.daemon_pk(""))
+                for pk in (keys.daemon_pk(daemon_id), keys.inbox_pk(daemon_id)):
+                    for item in Item.query(pk, consistent_read=True, attributes_to_get=[Item.pk, Item.sk]):
+                        yield item.pk, item.sk
 
     def delete_items(self, item_keys) -> int:
         count = 0

@@ -43,6 +43,15 @@ def is_condition_failure(exc: PynamoDBException) -> bool:
     )
 
 
+def failed_conditions(exc: PynamoDBException) -> set[int]:
+    """The positions, in the transaction, of the items that failed their condition (empty when the
+    transaction was cancelled for another reason). pynamodb sends condition checks first, then deletes,
+    puts and updates, each kind in the order it was added."""
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    return {index for index, reason in enumerate(reasons)
+            if reason is not None and reason.code == "ConditionalCheckFailed"}
+
+
 def translate(exc: PynamoDBException, operation: str) -> RelayError:
     """A typed error for a failed DynamoDB call, chosen by the cause's error code."""
     code = error_code(exc)
