@@ -127,6 +127,13 @@ class Workflow:
         self.stopped.append(arn)
 
 
+class NoMachines:
+    """A user who has linked no machine yet (workspace_login is tested in test_workspace_login.py)."""
+
+    def owned_by(self, user_id):
+        return []
+
+
 def registry(*extra: ProviderSpec) -> Registry:
     return Registry(built_in_providers(anthropic_url="https://a.test", openai_url="https://o.test",
                                        google_url="https://g.test", github_oauth_url="https://github.test",
@@ -138,7 +145,8 @@ def svc():
     connections, flows = Connections(), Flows()
     connections.flows = flows
     return ProviderService(registry=registry(), connections=connections, flows=flows, vault=Vault(),
-                           upstream=Upstream(), workflow=Workflow(), audit=FakeAudit(), clock=Clock())
+                           upstream=Upstream(), workflow=Workflow(), audit=FakeAudit(), clock=Clock(),
+                           machines=NoMachines())
 
 
 def by_id(listing):

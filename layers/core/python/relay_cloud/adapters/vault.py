@@ -399,8 +399,8 @@ class Vault:
 
     def _rewrap_item(self, user_id: str, item: CredentialItem, target: int) -> bool:
         for _ in range(self.REWRAP_ATTEMPTS):
-            if item is None:
-                return False  # deleted concurrently: nothing to keep
+            if item is None or item.ciphertext is None:
+                return False  # deleted concurrently, or replaced by a workspace_login connection: nothing to keep
             old = bytes(item.ciphertext)
             version, header, nonce, body = _parse(old)
             if version > target or (version == target and int(item.key_version) == target):

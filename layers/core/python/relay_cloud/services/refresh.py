@@ -111,8 +111,8 @@ class Credential:
     provider: str
     method: str | None
     purpose: str
-    ciphertext: bytes = field(repr=False)
-    key_version: int
+    ciphertext: bytes | None = field(repr=False)  # None: a workspace_login connection (never refreshed)
+    key_version: int | None
     generation: int
     status: str | None
     refresh_due_at: int | None

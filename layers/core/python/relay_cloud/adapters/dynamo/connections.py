@@ -1,5 +1,6 @@
 """DynamoDB repositories for provider connections (encrypted tokens with health and refresh schedule)
-and device flows in progress."""
+and device flows in progress. A ``workspace_login`` connection holds no ciphertext at all: its token
+stays on the machine that ran the provider's login."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from pynamodb.transactions import TransactWrite
 
 from relay_cloud.adapters.dynamo import keys
 from relay_cloud.adapters.dynamo.errors import is_condition_failure, translated
-from relay_cloud.adapters.dynamo.models import CredentialItem, DataKeyItem, DeviceFlowItem, UserItem
+from relay_cloud.adapters.dynamo.logins import CONNECTED, PENDING_STAGES, live_in
+from relay_cloud.adapters.dynamo.models import CredentialItem, DataKeyItem, DeviceFlowItem, UserItem, WorkspaceLoginItem
 from relay_cloud.domain.errors import Conflict
+from relay_cloud.domain.providers import WORKSPACE_LOGIN
+
+ON_MACHINE_PURPOSE = "on_machine"  # no vault purpose: nothing is sealed
 
 
 @dataclass(frozen=True)
@@ -20,12 +25,20 @@ class NewConnection:
     provider: str
     method: str
     purpose: str
-    ciphertext: bytes
-    key_version: int
+    ciphertext: bytes | None  # None only for workspace_login
+    key_version: int | None
     account: str | None
     issued_at: int
     token_expires_at: int | None
     refresh_due_at: int | None
+    metadata: dict | None = None
+
+    @staticmethod
+    def on_machine(user_id: str, provider: str, *, daemon_id: str, account: str | None, now: int) -> NewConnection:
+        """A workspace_login connection: no ciphertext, never due for refresh, the machine in metadata."""
+        return NewConnection(user_id, provider, WORKSPACE_LOGIN, ON_MACHINE_PURPOSE, None, None, account=account,
+                             issued_at=now, token_expires_at=None, refresh_due_at=None,
+                             metadata={"daemon_id": daemon_id})
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,8 @@ def connection_item(c: NewConnection, *, now: int, generation: int) -> Credentia
         keys.user_pk(c.user_id),
         keys.credential_sk(c.provider, keys.CONNECTION_ID),
         user_id=c.user_id, provider=c.provider, credential_id=keys.CONNECTION_ID, purpose=c.purpose,
-        ciphertext=c.ciphertext, key_version=c.key_version, metadata={}, created_at=now, updated_at=now,
+        ciphertext=c.ciphertext, key_version=c.key_version, metadata=dict(c.metadata or {}), created_at=now,
+        updated_at=now,
         method=c.method, status="valid", account=c.account, token_issued_at=c.issued_at,
         token_expires_at=c.token_expires_at, refresh_due_at=c.refresh_due_at, last_refreshed_at=None,
         generation=generation,
@@ -80,10 +94,11 @@ class ConnectionRepository:
             return {item.provider: item for item in items if item.credential_id == keys.CONNECTION_ID}
 
     def save(self, connection: NewConnection, *, now: int, new_data_key: DataKeyItem | None,
-             complete_flow: str | None = None) -> None:
+             complete_flow: str | None = None, complete_login: str | None = None) -> None:
         """Replace the user's connection to this provider, atomically with the user's first data key
-        (when the vault just made it) and, for a device flow, with the flow turning ``connected`` (a
-        cancelled or finished flow makes the whole write fail: nothing is stored)."""
+        (when the vault just made it) and, for a device flow or a login on the machine, with the flow or
+        login turning ``connected`` (a cancelled, expired or finished one makes the whole write fail:
+        nothing is stored). A connection without ciphertext needs no data key."""
         previous = self.get(connection.user_id, connection.provider)
         item = connection_item(connection, now=now, generation=(previous.generation + 1) if previous else 1)
         with translated("transaction"):
@@ -95,7 +110,7 @@ class ConnectionRepository:
                             else CredentialItem.pk.does_not_exist())
                     if new_data_key is not None:
                         tx.save(new_data_key, condition=DataKeyItem.pk.does_not_exist())
-                    else:
+                    elif connection.ciphertext is not None:
                         tx.condition_check(DataKeyItem, keys.user_pk(connection.user_id),
                                            keys.data_key_sk(connection.key_version), condition=DataKeyItem.accepts_new_ciphertext())
                     if complete_flow is not None:
@@ -103,6 +118,12 @@ class ConnectionRepository:
                         tx.update(flow, actions=[DeviceFlowItem.status.set("connected"),
                                                  DeviceFlowItem.updated_at.set(now)],
                                   condition=DeviceFlowItem.status == "pending")
+                    if complete_login is not None:
+                        login = WorkspaceLoginItem(keys.user_pk(connection.user_id),
+                                                   keys.workspace_login_sk(complete_login))
+                        tx.update(login, actions=[WorkspaceLoginItem.status.set(CONNECTED),
+                                                  WorkspaceLoginItem.updated_at.set(now)],
+                                  condition=live_in(PENDING_STAGES, now))
             except TransactWriteError as exc:
                 if is_condition_failure(exc):
                     raise Conflict("The connection changed meanwhile", code="CONNECTION_RACE") from exc

@@ -42,7 +42,10 @@ _DUE_PROJECTION = ["pk", "sk", "user_id", "provider", "generation", "refresh_due
 def _credential(item: CredentialItem) -> Credential:
     return Credential(
         user_id=item.user_id, provider=item.provider, method=item.method, purpose=item.purpose,
-        ciphertext=bytes(item.ciphertext), key_version=int(item.key_version), generation=int(item.generation or 0),
+        # A workspace_login connection has no ciphertext (and is never due): read it, never refresh it.
+        ciphertext=bytes(item.ciphertext) if item.ciphertext is not None else None,
+        key_version=int(item.key_version) if item.key_version is not None else None,
+        generation=int(item.generation or 0),
         status=item.status,
         refresh_due_at=int(item.refresh_due_at) if item.refresh_due_at is not None and item.gsi2pk else None,
         token_expires_at=int(item.token_expires_at) if item.token_expires_at is not None else None,

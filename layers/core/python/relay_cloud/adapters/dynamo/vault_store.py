@@ -104,9 +104,11 @@ class DynamoVaultStore:
     # credentials -----------------------------------------------------------------------
 
     def credentials(self, user_id: str) -> Iterator[CredentialItem]:
+        """The user's sealed credentials (a workspace_login connection has no ciphertext: nothing to rewrap)."""
         try:
             yield from CredentialItem.query(
-                user_pk(user_id), CredentialItem.sk.startswith(CREDENTIAL_PREFIX), consistent_read=True
+                user_pk(user_id), CredentialItem.sk.startswith(CREDENTIAL_PREFIX), consistent_read=True,
+                filter_condition=CredentialItem.ciphertext.exists(),
             )
         except PynamoDBException as exc:
             raise translate(exc, "query") from exc
