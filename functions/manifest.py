@@ -53,7 +53,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec(
         "daemons",
         routes=("ANY /api/daemons", "ANY /api/daemons/{proxy+}"),
-        grants=("table:read", "table:write"),
+        grants=("table:read", "table:write", "vault"),  # vault: credential leases (access tokens only)
     ),
     # Step Functions task of the device-flow workflow: no API route.
     FunctionSpec("workflows", routes=(), grants=("table:read", "table:write", "vault", "github_secret"), timeout_s=30,

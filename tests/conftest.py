@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import httpx
 import pytest
 
@@ -29,5 +31,10 @@ def local_stack(_session_stack):
 
 @pytest.fixture
 def http(local_stack):
-    with httpx.Client(base_url=local_stack.url, follow_redirects=False, timeout=10) as client:
+    """A client from its own loopback address (all of 127/8 is local on Linux): per-address limits such as
+    20 link requests per 10 minutes count each test apart."""
+    address = f"127.{secrets.randbelow(250) + 2}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+    with httpx.Client(base_url=local_stack.url, follow_redirects=False, timeout=10,
+                      transport=httpx.HTTPTransport(local_address=address)) as client:
+        client.source_address = address
         yield client

@@ -1,5 +1,6 @@
 """Daemons (SPEC C4): linking through our RFC 8628 authorization server, the dashboard's decision,
-listing and unlinking machines, and the daemon-key routes (the heartbeat: one conditional write)."""
+listing and unlinking machines, and the daemon-key routes: the heartbeat (one conditional write),
+cross-machine messages, command results and credential leases."""
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -65,6 +66,35 @@ def agents():
 def heartbeat():
     # One conditional UpdateItem in all (SPEC §6): the middleware only parsed the key's format.
     return container().daemons.heartbeat(router.context["daemon_claim"], json_body(router.current_event))
+
+
+@router.post("/api/daemons/messages", summary="Send a message to an agent on one of the owner's machines",
+             tags=["daemons"])
+def send_message():
+    return json_response(201, container().messages.send(principal(router), json_body(router.current_event)))
+
+
+@router.get("/api/daemons/messages", summary="Receive pending messages (leased until acked)", tags=["daemons"])
+def receive_messages():
+    params = router.current_event.query_string_parameters or {}
+    return container().messages.receive(principal(router), params)
+
+
+@router.post("/api/daemons/messages/ack", summary="Acknowledge received messages by id", tags=["daemons"])
+def ack_messages():
+    return container().messages.ack(principal(router), json_body(router.current_event))
+
+
+@router.post("/api/daemons/commands/<command_id>/result", summary="Report a command's progress or result",
+             tags=["daemons"])
+def command_result(command_id: str):
+    return container().commands.report(principal(router), command_id, json_body(router.current_event))
+
+
+@router.get("/api/daemons/credentials", summary="Access-only credential leases sealed to this machine",
+            tags=["daemons"])
+def credentials():
+    return json_response(200, container().leases.leases(principal(router)), NO_STORE)
 
 
 @router.delete("/api/daemons/<daemon_id>", summary="Unlink a machine (revokes its key)", tags=["daemons"])

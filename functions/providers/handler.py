@@ -1,4 +1,5 @@
-"""Provider connections (SPEC C2): the registry with health, API keys, device flows, disconnect."""
+"""Provider connections (SPEC C2): the registry with health, API keys, device flows, logins on the user's
+machine (prompts relayed, never tokens), disconnect."""
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -32,6 +33,13 @@ def flow_status(flow_id: str):
 def cancel_flow(flow_id: str):
     container().providers.cancel_flow(principal(router), flow_id)
     return Response(204, headers=dict(SECURITY_HEADERS))
+
+
+@router.post("/api/providers/logins/<login_id>/code", summary="Relay the code the user pasted to a login on their machine",
+             tags=["providers"])
+def relay_login_code(login_id: str):
+    return json_response(202, container().providers.relay_login_code(principal(router), login_id,
+                                                                     json_body(router.current_event)))
 
 
 @router.delete("/api/providers/<provider>", summary="Disconnect (revoke upstream, then delete)", tags=["providers"])

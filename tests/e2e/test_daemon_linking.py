@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import secrets
+import time
 import uuid
 
 import boto3
@@ -124,7 +126,7 @@ def test_the_whole_link_flow_with_an_oauth_client_library(local_stack, http):
     view = owner.get(f"/api/daemons/link/requests/{code.replace('-', '').lower()}")
     assert view.status_code == 200, view.text
     assert view.json()["machine_id"] == started["machine_id"] and view.json()["name"] == "Work laptop"
-    assert view.json()["status"] == "pending" and view.json()["requesting_ip"] == "127.0.0.1"
+    assert view.json()["status"] == "pending" and view.json()["requesting_ip"] == http.source_address
     assert started["device_code"] not in view.text
 
     approved = write(owner, "POST", f"/api/daemons/link/requests/{code}/approve", json={"allowed_providers": ["github"]})
@@ -293,6 +295,30 @@ def test_failed_user_code_lookups_are_rate_limited(local_stack, http):
     assert write(guesser, "POST", f"/api/daemons/link/requests/{started['user_code']}/approve").status_code == 429
     # Another user is not affected.
     assert signed_in(local_stack).get(f"/api/daemons/link/requests/{started['user_code']}").status_code == 200
+
+
+def test_link_requests_are_limited_per_address(local_stack):
+    """20 per address per 10-minute window, then RFC 8628-style 429 slow_down. The client connects from
+    its own loopback address (all of 127/8 is local on Linux), so other tests keep their budget."""
+    address = f"127.{secrets.randbelow(250) + 2}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+    left_in_window = 600 - time.time() % 600
+    if left_in_window < 10:  # windows are fixed: keep all 21 requests in one
+        time.sleep(left_in_window)
+    params = {"client_id": CLIENT_ID, "machine_id": "host-limited", "name": "Limited", "public_key": public_key()}
+    with httpx.Client(base_url=local_stack.url, timeout=10,
+                      transport=httpx.HTTPTransport(local_address=address)) as client:
+        answers = [client.post(DEVICE, data=params) for _ in range(21)]
+    SEEN_SECRETS.update(a.json()["device_code"] for a in answers if a.status_code == 200)
+    assert [a.status_code for a in answers] == [200] * 20 + [429]
+    refused = answers[-1]
+    assert refused.json()["error"] == "slow_down" and "device_code" not in refused.text
+    assert refused.headers["cache-control"] == "no-store" and 0 < int(refused.headers["retry-after"]) <= 600
+    client, name = table(local_stack)
+    window = int(time.time()) // 600
+    counter = client.get_item(TableName=name, ConsistentRead=True, Key={
+        "pk": {"S": f"RATE#link-device#{hashlib.sha256(address.encode()).hexdigest()}"},
+        "sk": {"S": f"W#{window:010d}"}})["Item"]
+    assert counter["count"] == {"N": "20"}  # keyed by the address's digest, never the address
 
 
 @pytest.mark.parametrize("path", ["/api/daemons/agents", "/api/daemons/self"])

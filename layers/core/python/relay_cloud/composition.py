@@ -11,6 +11,8 @@ from functools import cache, cached_property
 
 from relay_cloud.config import Settings, settings
 
+LOGIN_COMMANDS = ("provider_login", "provider_login_code", "provider_login_cancel")
+
 
 @dataclass
 class Container:
@@ -100,6 +102,9 @@ class Container:
     def providers(self):
         from relay_cloud.adapters.dynamo.accounts import AuditLog
         from relay_cloud.adapters.dynamo.connections import ConnectionRepository, DeviceFlowRepository
+        from relay_cloud.adapters.dynamo.daemons import DaemonRepository
+        from relay_cloud.adapters.dynamo.logins import WorkspaceLoginRepository
+        from relay_cloud.adapters.dynamo.rate_limits import RateLimiter
         from relay_cloud.adapters.providers import ProviderClient
         from relay_cloud.adapters.workflows import StepFunctionsWorkflow
         from relay_cloud.services.providers import ProviderService
@@ -114,6 +119,10 @@ class Container:
             workflow=StepFunctionsWorkflow(self.boto_session.client("stepfunctions"),
                                            self.settings.device_flow_state_machine_arn),
             audit=AuditLog(),
+            logins=WorkspaceLoginRepository(),
+            machines=DaemonRepository(),  # read-only: the machine a login runs on
+            commands=_Lazy(lambda: self.commands),
+            limiter=RateLimiter(),
         )
 
     @cached_property
@@ -121,6 +130,7 @@ class Container:
         """Daemon linking and daemon-key authentication (SPEC C4): DynamoDB only, no upstream."""
         from relay_cloud.adapters.dynamo.accounts import AuditLog
         from relay_cloud.adapters.dynamo.daemons import DaemonRepository, LinkRepository
+        from relay_cloud.adapters.dynamo.rate_limits import RateLimiter
         from relay_cloud.services.daemons import DaemonService
 
         return DaemonService(
@@ -129,7 +139,39 @@ class Container:
             audit=AuditLog(),
             registry=_Lazy(lambda: self.settings.registry()),  # provider ids only: no secret needed
             public_url=self.settings.public_url,
+            limiter=RateLimiter(),
         )
+
+    @cached_property
+    def messages(self):
+        """Cross-machine messages between one owner's daemons (SPEC C4): DynamoDB only."""
+        from relay_cloud.adapters.dynamo.messages import MessageRepository
+        from relay_cloud.services.messages import MessageService
+
+        return MessageService(messages=MessageRepository())
+
+    @cached_property
+    def commands(self):
+        """Commands queued for daemons; a finished provider login is handed to the providers service."""
+        from relay_cloud.adapters.dynamo.accounts import AuditLog
+        from relay_cloud.adapters.dynamo.daemons import DaemonRepository
+        from relay_cloud.services.commands import CommandService
+
+        def login_report(*report):
+            return self.providers.login_report(*report)
+
+        return CommandService(daemons=DaemonRepository(), audit=AuditLog(),
+                              sinks=dict.fromkeys(LOGIN_COMMANDS, login_report))
+
+    @cached_property
+    def leases(self):
+        """Access-only credential leases sealed to a daemon's X25519 key (SPEC §2.3)."""
+        from relay_cloud.adapters.dynamo.accounts import AuditLog
+        from relay_cloud.adapters.dynamo.connections import ConnectionRepository
+        from relay_cloud.services.leases import LeaseService
+
+        return LeaseService(connections=ConnectionRepository(), vault=self.vault,
+                            registry=_Lazy(lambda: self.settings.registry()), audit=AuditLog())
 
     @cached_property
     def refresh(self):

@@ -42,7 +42,7 @@ def register_error_handlers(app) -> None:
             logger.error("request failed", extra={"code": exc.code})
         else:
             logger.info("request refused", extra={"code": exc.code, "status": exc.status})
-        return json_response(exc.status, exc.body())
+        return json_response(exc.status, exc.body(), exc.headers)
 
     @app.exception_handler(NotFoundError)
     def _no_route(_exc):
