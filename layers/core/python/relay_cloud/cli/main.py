@@ -1,7 +1,7 @@
 """``relay-cloud``: one entry point, one subcommand module per verb.
 
 Only argparse is imported here; each subcommand imports what it needs when it runs, so ``relay-cloud
---help`` stays instant and ``relay-cloud daemon`` (later) will not pay for moto.
+--help`` stays instant and ``relay-cloud daemon`` does not pay for moto.
 """
 
 from __future__ import annotations
@@ -32,6 +32,24 @@ def _status(args: argparse.Namespace) -> int:
     from relay_cloud.cli.status import run
 
     return run()
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    from relay_cloud.cli.daemon import run
+
+    return run(agents=args.agents, once=args.once)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from relay_cloud.cli.sync import run
+
+    return run(print_env=args.print_env)
+
+
+def _send(args: argparse.Namespace) -> int:
+    from relay_cloud.cli.send import run
+
+    return run(target=args.target, content=args.content, from_agent=args.from_agent, as_json=args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +97,39 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show the link and check the key (read-only). Exit 0 when linked and accepted, else 1.",
     )
     status.set_defaults(handler=_status)
-    # Planned: sync, daemon, admin, bench — each a parser here and a module under relay_cloud/cli.
+
+    daemon = commands.add_parser(
+        "daemon", help="keep this machine online: heartbeats, the agents' inboxes, commands from the dashboard",
+        description="Heartbeat with this machine's agents, write their messages into <data dir>/inbox/<agent>/ "
+        "and run the dashboard's commands (provider logins) until SIGTERM or Ctrl-C. Exit 3 when the machine "
+        "was unlinked.",
+    )
+    daemon.add_argument(
+        "--agent", dest="agents", metavar="NAME[:PROVIDER]", action="append", default=[],
+        help="an agent on this machine (repeatable), e.g. --agent alice:anthropic",
+    )
+    daemon.add_argument("--once", action="store_true", help="run one cycle and exit (0 when it succeeded)")
+    daemon.set_defaults(handler=_daemon)
+
+    sync = commands.add_parser(
+        "sync", help="fetch this machine's credential leases into <data dir>/credentials.env",
+        description="Fetch the short-lived credential leases allowed for this machine, open them with its key "
+        "and write <data dir>/credentials.env (mode 0600) with one export per provider.",
+    )
+    sync.add_argument("--print-env", action="store_true", help="print the exports instead of writing the file")
+    sync.set_defaults(handler=_sync)
+
+    send = commands.add_parser(
+        "send", help="send a message to an agent on one of your machines",
+        description="Send a message to DAEMON/AGENT (DAEMON: a daemon id or machine name). The body is "
+        '{"text": TEXT}; @FILE reads the text from FILE (@- from stdin); --json sends the JSON value instead.',
+    )
+    send.add_argument("target", metavar="DAEMON/AGENT")
+    send.add_argument("content", metavar="TEXT|@FILE")
+    send.add_argument("--from", dest="from_agent", metavar="AGENT", default=None, help="the sending agent's name")
+    send.add_argument("--json", action="store_true", help="the message is a JSON value, not text")
+    send.set_defaults(handler=_send)
+    # Planned: admin, bench — each a parser here and a module under relay_cloud/cli.
     return parser
 
 
