@@ -126,13 +126,13 @@ def test_api_key_rejected_then_saved_then_disconnected(page, problems, stack):
     expect(card).to_contain_text("Claude (Anthropic)")
     shot(page, "list-desktop")
 
-    # Connect → the methods the registry allows: an API key, and a machine login that needs a linked machine.
+    # Connect → the methods the registry allows: an API key, and a login on a linked machine
+    # (test_workspace_login.py drives that one).
     card.get_by_test_id("connect-anthropic").click()
     workspace_login = card.get_by_test_id("method-workspace_login")
-    expect(workspace_login).to_contain_text("Log in on your machine")
-    expect(workspace_login).to_contain_text("Link a machine first")
+    expect(workspace_login).to_contain_text("Log in on my machine")
     expect(workspace_login).to_contain_text("never reaches the cloud")
-    expect(workspace_login.get_by_role("button")).to_be_disabled()
+    expect(workspace_login).to_be_enabled()
     expect(card.get_by_test_id("method-device_flow")).to_have_count(0)
     shot(page, "methods")
     card.get_by_test_id("method-api_key").click()

@@ -5,16 +5,19 @@
 
 import { api } from "./api.js";
 import { icons } from "./icons.js";
-import { absoluteTime, copyText, esc, relativeTime, shortDate, toEpochSeconds, toast } from "./ui.js";
+import { absoluteTime, confirmDialog, copyFromButton, el, esc, relativeTime, shortDate, toEpochSeconds, toast } from "./ui.js";
 
 const REFRESH_MS = 15_000;
 const LINK_COMMAND = "relay-cloud link";
 
-const PRESENCE = {
+export const PRESENCE = {
   online: { label: "Online", tone: "online" },
   stale: { label: "Stale", tone: "stale" },
   offline: { label: "Offline", tone: "offline" },
 };
+
+// The heartbeat's agent statuses (daemon-linking.md): running|idle|starting|stopped|crashed.
+const AGENT_TONES = { running: "on", idle: "on", starting: "wait", stopped: "off", crashed: "bad" };
 
 const PROVIDER_LABELS = { anthropic: "Claude", openai: "Codex", google: "Gemini", github: "GitHub" };
 
@@ -28,7 +31,7 @@ function providerLabel(id) {
   return PROVIDER_LABELS[id] || String(id);
 }
 
-function presenceOf(daemon) {
+export function presenceOf(daemon) {
   return PRESENCE[daemon.presence] ? daemon.presence : "offline";
 }
 
@@ -45,7 +48,7 @@ function agentItems(agents) {
       const name = a.name || a.agent || a.id || "agent";
       const provider = a.provider || a.cli || "";
       const status = a.status || a.state || "";
-      const tone = /^(running|busy|working|online|active|idle|ready)$/i.test(status) ? "on" : status ? "off" : "unknown";
+      const tone = AGENT_TONES[String(status).toLowerCase()] || (status ? "off" : "unknown");
       const detail = [provider ? providerLabel(provider) : "", status].filter(Boolean).join(" · ");
       return `<li class="mc-agent"><i class="mc-agent-dot mc-agent-${tone}" aria-hidden="true"></i><b>${esc(name)}</b>${
         detail ? `<span>${esc(detail)}</span>` : ""
@@ -297,91 +300,43 @@ class MachinesPage {
     }
   }
 
-  async copy(button) {
-    const ok = await copyText(LINK_COMMAND);
-    button.classList.toggle("is-copied", ok);
-    button.innerHTML = ok ? `${icons.check}<span>Copied</span>` : `${icons.copy}<span>Press Ctrl+C</span>`;
-    clearTimeout(button._timer);
-    button._timer = setTimeout(() => {
-      if (!button.isConnected) return;
-      button.classList.remove("is-copied");
-      button.innerHTML = `${icons.copy}<span>Copy</span>`;
-    }, 2000);
+  copy(button) {
+    copyFromButton(button, LINK_COMMAND);
   }
 
   confirmUnlink(daemon, trigger) {
-    const old = document.getElementById("mc-unlink-dialog");
-    if (old) old.remove();
-    const name = esc(daemon.name || daemon.machine_id);
-    const dialog = document.createElement("dialog");
-    dialog.className = "modal";
-    dialog.id = "mc-unlink-dialog";
-    dialog.dataset.testid = "unlink-dialog";
-    dialog.setAttribute("aria-labelledby", "mc-unlink-title");
-    dialog.setAttribute("aria-describedby", "mc-unlink-desc");
-    dialog.innerHTML = `
-      <form method="dialog" class="modal-body">
-        <div class="modal-icon modal-icon-danger">${icons.unlink}</div>
-        <h2 id="mc-unlink-title">Unlink ${name}?</h2>
-        <p id="mc-unlink-desc">Its key stops working on its very next request: its agents drop out of your relay and it can't receive credential leases. To use it again, run <code>relay-cloud link</code> on it.</p>
-        <p class="mc-dialog-id"><span class="mono">${esc(daemon.machine_id || "")}</span> · linked ${esc(shortDate(daemon.linked_at))}</p>
-        <p class="pv-dialog-error" role="alert" hidden></p>
-        <div class="modal-actions">
-          <button type="submit" value="cancel" class="btn" data-testid="unlink-cancel">Keep linked</button>
-          <button type="button" class="btn btn-danger" data-testid="unlink-confirm">${icons.unlink}<span>Unlink</span></button>
-        </div>
-      </form>`;
-    document.body.appendChild(dialog);
-    const confirm = dialog.querySelector('[data-testid="unlink-confirm"]');
-    const errorEl = dialog.querySelector(".pv-dialog-error");
-    let busy = false;
-    let removed = false;
-    dialog.addEventListener("cancel", (event) => {
-      if (busy) event.preventDefault();
-    });
-    dialog.addEventListener("close", () => {
-      dialog.remove();
-      if (!removed && trigger && trigger.isConnected) trigger.focus();
-      else {
-        const next = this.main.querySelector('[data-action="unlink"], [data-action="copy"]');
-        if (next) next.focus({ preventScroll: true });
-      }
-    });
-    confirm.addEventListener("click", async () => {
-      busy = true;
-      confirm.disabled = true;
-      confirm.setAttribute("aria-busy", "true");
-      errorEl.hidden = true;
-      try {
-        await api(`/api/daemons/${encodeURIComponent(daemon.daemon_id)}`, { method: "DELETE" });
-      } catch (err) {
-        busy = false;
-        confirm.disabled = false;
-        confirm.removeAttribute("aria-busy");
-        if (err && err.code === "SESSION_EXPIRED") {
-          dialog.close();
-          return;
+    const name = daemon.name || daemon.machine_id || "this machine";
+    confirmDialog({
+      id: "mc-unlink-dialog",
+      testid: "unlink",
+      title: `Unlink ${name}?`,
+      description: [
+        "Its key stops working on its very next request: its agents drop out of your relay and it can't receive credential leases. To use it again, run ",
+        el("code", {}, LINK_COMMAND),
+        " on it.",
+      ],
+      extra: el("p", { class: "mc-dialog-id" }, el("span", { class: "mono" }, daemon.machine_id || ""), ` · linked ${shortDate(daemon.linked_at)}`),
+      cancelLabel: "Keep linked",
+      confirmLabel: "Unlink",
+      trigger,
+      fallbackFocus: () => this.main.querySelector('[data-action="unlink"], [data-action="copy"]'),
+      action: async () => {
+        try {
+          await api(`/api/daemons/${encodeURIComponent(daemon.daemon_id)}`, { method: "DELETE" });
+        } catch (err) {
+          if (err && err.code === "SESSION_EXPIRED") return null;
+          if (err && err.status === 404) {
+            // Already gone (another tab, or the CLI's own unlink): show the truth.
+            this.load({ quiet: true });
+            return null;
+          }
+          return (err && err.body && err.body.error) || "We couldn't unlink it. Please try again.";
         }
-        if (err && err.status === 404) {
-          // Already gone (another tab, or the CLI's own unlink): show the truth.
-          removed = true;
-          dialog.close();
-          this.load({ quiet: true });
-          return;
-        }
-        errorEl.textContent = (err && err.body && err.body.error) || "We couldn't unlink it. Please try again.";
-        errorEl.hidden = false;
-        return;
-      }
-      busy = false;
-      removed = true;
-      this.daemons = (this.daemons || []).filter((d) => d.daemon_id !== daemon.daemon_id);
-      dialog.close();
-      this.render();
-      toast(`Unlinked ${daemon.name || daemon.machine_id}`);
+        this.daemons = (this.daemons || []).filter((d) => d.daemon_id !== daemon.daemon_id);
+        this.render();
+        toast(`Unlinked ${name}`);
+        return null;
+      },
     });
-    if (typeof dialog.showModal === "function") dialog.showModal();
-    else dialog.setAttribute("open", "");
-    dialog.querySelector('[data-testid="unlink-cancel"]').focus();
   }
 }

@@ -7,11 +7,13 @@
 
 import { api } from "./api.js";
 import { icons } from "./icons.js";
-import { absoluteTime, copyText, esc, mmss, relativeTime, toast } from "./ui.js";
+import { fetchDaemons, PRESENCE, presenceOf } from "./machines.js";
+import { absoluteTime, confirmDialog, copyFromButton, el, esc, icon, mmss, relativeTime, toast, toEpochSeconds } from "./ui.js";
 import qrcode from "./vendor/qrcode-generator.js";
 
 export const AI_PROVIDER_IDS = ["anthropic", "openai", "google"];
 const USABLE = new Set(["valid", "expiring"]);
+const WORKSPACE_LOGIN = "workspace_login";
 
 /** GET /api/providers → the list (throws ApiError). */
 export async function fetchProviders(options = {}) {
@@ -53,13 +55,14 @@ const KEY_HELP = {
   google: { placeholder: "AIza…", url: "https://aistudio.google.com/apikey", where: "Google AI Studio" },
 };
 
-const CLI_LOGIN = {
-  anthropic: "claude setup-token",
-  openai: "codex login --device-auth",
-  google: "gemini",
+// The provider CLI a workspace_login runs on the machine: its login command, and how to install it there.
+const CLI = {
+  anthropic: { name: "Claude Code", login: "claude setup-token", install: "npm install -g @anthropic-ai/claude-code" },
+  openai: { name: "Codex", login: "codex login --device-auth", install: "npm install -g @openai/codex" },
+  google: { name: "Gemini CLI", login: "gemini", install: "npm install -g @google/gemini-cli" },
 };
 
-const METHOD_LABEL = { api_key: "API key", device_flow: "Device login", workspace_login: "Log in on your machine" };
+const METHOD_LABEL = { api_key: "API key", device_flow: "Device login", workspace_login: "Log in on my machine" };
 
 function shortName(provider) {
   // "Claude (Anthropic)" → "Claude" in running text; custom names stay whole.
@@ -73,6 +76,25 @@ function upstreamName(provider) {
 
 function safeColor(value) {
   return /^#[0-9a-f]{3}([0-9a-f]{3})?$/i.test(String(value || "")) ? value : null;
+}
+
+/** Only https links from a machine's prompt are ever rendered as links. */
+function safeHttpsUrl(value) {
+  try {
+    const url = new URL(String(value));
+    return url.protocol === "https:" ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function selectText(node) {
+  if (!node) return;
+  const range = document.createRange();
+  range.selectNodeContents(node);
+  const selection = window.getSelection();
+  selection.removeAllRanges();
+  selection.addRange(range);
 }
 
 function safeHttpUrl(value) {
@@ -105,7 +127,9 @@ function metaItems(provider) {
   if (!c) return "";
   const items = [];
   if (c.account) items.push(`<li>${icons.user}<span>Connected as <b>${esc(c.account)}</b></span></li>`);
-  items.push(`<li>${c.method === "device_flow" ? icons.link : icons.key}<span>${esc(METHOD_LABEL[c.method] || c.method)}</span></li>`);
+  if (c.method !== WORKSPACE_LOGIN) {
+    items.push(`<li>${c.method === "device_flow" ? icons.link : icons.key}<span>${esc(METHOD_LABEL[c.method] || c.method)}</span></li>`);
+  }
   const refreshed = c.last_refreshed_at ?? c.connected_at;
   if (refreshed) {
     const label = c.last_refreshed_at ? "Last refreshed" : "Connected";
@@ -246,6 +270,7 @@ class ProvidersPage {
     this.main = main;
     this.onChange = onChange || (() => {});
     this.providers = [];
+    this.daemons = null; // GET /api/daemons, once a workspace_login connection needs a machine's name
     this.panels = new Map(); // provider id → panel controller
     this.abort = new AbortController();
     this.destroyed = false;
@@ -312,6 +337,7 @@ class ProvidersPage {
     this.providers = providers;
     this.renderList();
     this.onChange(providers);
+    this.loadDaemons();
   }
 
   renderList() {
@@ -352,6 +378,31 @@ class ProvidersPage {
     if (!card) return;
     card.dataset.health = provider.health || "not_connected";
     card.querySelector(".pv-main").innerHTML = cardMain(provider, this.panels.has(provider.id));
+    const c = provider.connection;
+    const meta = card.querySelector(".pv-meta");
+    if (c && c.method === WORKSPACE_LOGIN && meta) {
+      // Built with DOM APIs: the machine's name is whatever its owner called it.
+      const daemon = c.daemon_id && this.daemons ? this.daemons.find((d) => d.daemon_id === c.daemon_id) : null;
+      const machine = (daemon && daemon.name) || (c.daemon_id && this.daemons ? "a machine that is no longer linked" : "your machine");
+      meta.prepend(
+        el("li", { "data-testid": `provider-machine-${provider.id}` }, icon("machine"), el("span", {}, "On ", el("b", {}, machine))),
+        el("li", {}, icon("lock"), el("span", {}, "Token stays on your machine")),
+      );
+    }
+  }
+
+  /** The machines behind workspace_login connections, for their names (best effort). */
+  async loadDaemons() {
+    if (!this.providers.some((p) => p.connection && p.connection.method === WORKSPACE_LOGIN)) return;
+    try {
+      this.daemons = await fetchDaemons({ signal: this.abort.signal });
+    } catch {
+      return;
+    }
+    if (this.destroyed) return;
+    for (const provider of this.providers) {
+      if (provider.connection && provider.connection.method === WORKSPACE_LOGIN) this.renderCard(provider);
+    }
   }
 
   renderSummary() {
@@ -457,6 +508,7 @@ class ProvidersPage {
   openMethod(provider, method) {
     if (method === "api_key") this.setPanel(provider, new ApiKeyPanel(this, provider));
     else if (method === "device_flow") this.setPanel(provider, new DevicePanel(this, provider));
+    else if (method === WORKSPACE_LOGIN) this.setPanel(provider, new WorkspaceLoginPanel(this, provider));
   }
 
   reconnect(provider) {
@@ -477,79 +529,43 @@ class ProvidersPage {
   // --- disconnect ----------------------------------------------------------
 
   confirmDisconnect(provider, trigger) {
-    const old = document.getElementById("pv-disconnect-dialog");
-    if (old) old.remove();
-    const name = esc(provider.display_name || provider.id);
-    const dialog = document.createElement("dialog");
-    dialog.className = "modal";
-    dialog.id = "pv-disconnect-dialog";
-    dialog.dataset.testid = "disconnect-dialog";
-    dialog.setAttribute("aria-labelledby", "pv-disconnect-title");
-    dialog.setAttribute("aria-describedby", "pv-disconnect-desc");
-    dialog.innerHTML = `
-      <form method="dialog" class="modal-body">
-        <div class="modal-icon modal-icon-danger">${icons.unlink}</div>
-        <h2 id="pv-disconnect-title">Disconnect ${name}?</h2>
-        <p id="pv-disconnect-desc">Your agents lose access to ${esc(shortName(provider))} right away. Where ${esc(upstreamName(provider))} supports it we revoke the token there too, then delete it from your vault.</p>
-        <p class="pv-dialog-error" role="alert" hidden></p>
-        <div class="modal-actions">
-          <button type="submit" value="cancel" class="btn" data-testid="disconnect-cancel">Keep connected</button>
-          <button type="button" class="btn btn-danger" data-testid="disconnect-confirm">${icons.unlink}<span>Disconnect</span></button>
-        </div>
-      </form>`;
-    document.body.appendChild(dialog);
-    const confirm = dialog.querySelector('[data-testid="disconnect-confirm"]');
-    const errorEl = dialog.querySelector(".pv-dialog-error");
-    let busy = false;
-    dialog.addEventListener("cancel", (event) => {
-      if (busy) event.preventDefault();
-    });
-    dialog.addEventListener("close", () => {
-      dialog.remove();
-      if (trigger && trigger.isConnected) trigger.focus();
-      else {
+    const name = provider.display_name || provider.id;
+    const onMachine = provider.connection && provider.connection.method === WORKSPACE_LOGIN;
+    confirmDialog({
+      id: "pv-disconnect-dialog",
+      testid: "disconnect",
+      title: `Disconnect ${name}?`,
+      description: onMachine
+        ? `Your agents lose access to ${shortName(provider)} through Agent Relay right away. The login itself stays on your machine; sign out with ${shortName(provider)}'s own CLI there to remove it.`
+        : `Your agents lose access to ${shortName(provider)} right away. Where ${upstreamName(provider)} supports it we revoke the token there too, then delete it from your vault.`,
+      cancelLabel: "Keep connected",
+      confirmLabel: "Disconnect",
+      trigger,
+      fallbackFocus: () => {
         const card = this.cardFor(provider.id);
-        const next = card && card.querySelector('[data-action="connect"], [data-action="reconnect"]');
-        if (next) next.focus();
-      }
-    });
-    confirm.addEventListener("click", async () => {
-      busy = true;
-      confirm.disabled = true;
-      confirm.setAttribute("aria-busy", "true");
-      errorEl.hidden = true;
-      try {
-        await api(`/api/providers/${encodeURIComponent(provider.id)}`, { method: "DELETE" });
-        busy = false;
-        this.closePanel(provider.id, { focus: false });
-        this.replaceProvider({ ...provider, health: "not_connected", connection: null });
-        dialog.close();
-        toast(`${provider.display_name || provider.id} disconnected`);
-        this.load({ quiet: true });
-      } catch (err) {
-        busy = false;
-        confirm.disabled = false;
-        confirm.removeAttribute("aria-busy");
-        if (err && err.code === "SESSION_EXPIRED") {
-          dialog.close();
-          return;
-        }
-        if (err && err.status === 404) {
-          // Already gone (another tab, or never stored): show the truth.
-          dialog.close();
-          this.load({ quiet: true });
-          return;
-        }
-        errorEl.textContent =
-          err && (err.code === "UPSTREAM_UNAVAILABLE" || err.status === 503)
+        return card && card.querySelector('[data-action="connect"], [data-action="reconnect"]');
+      },
+      action: async () => {
+        try {
+          await api(`/api/providers/${encodeURIComponent(provider.id)}`, { method: "DELETE" });
+        } catch (err) {
+          if (err && err.code === "SESSION_EXPIRED") return null;
+          if (err && err.status === 404) {
+            // Already gone (another tab, or never stored): show the truth.
+            this.load({ quiet: true });
+            return null;
+          }
+          return err && (err.code === "UPSTREAM_UNAVAILABLE" || err.status === 503)
             ? `Couldn't reach ${upstreamName(provider)} to revoke the token. Nothing changed — try again.`
             : (err && err.body && err.body.error) || "We couldn't disconnect it. Please try again.";
-        errorEl.hidden = false;
-      }
+        }
+        this.closePanel(provider.id, { focus: false });
+        this.replaceProvider({ ...provider, health: "not_connected", connection: null });
+        toast(`${name} disconnected`);
+        this.load({ quiet: true });
+        return null;
+      },
     });
-    if (typeof dialog.showModal === "function") dialog.showModal();
-    else dialog.setAttribute("open", "");
-    dialog.querySelector('[data-testid="disconnect-cancel"]').focus();
   }
 }
 
@@ -629,17 +645,15 @@ class MethodsPanel extends Panel {
             ${icons.chevronRight}
           </button>`;
       }
-      if (method === "workspace_login") {
-        const cli = CLI_LOGIN[p.id];
+      if (method === WORKSPACE_LOGIN) {
+        const cli = CLI[p.id] && CLI[p.id].login;
         return `
-          <div class="pv-method is-disabled" data-testid="method-workspace_login" aria-disabled="true">
+          <button type="button" class="pv-method" data-panel-action="method" data-method="workspace_login" data-testid="method-workspace_login">
             <span class="pv-method-icon">${icons.machine}</span>
-            <span class="pv-method-text"><strong>Log in on your machine</strong>
-              <span>Uses your ${esc(name)} subscription: ${cli ? `<code>${esc(cli)}</code>` : `${esc(name)}'s own CLI login`} runs on a machine you've linked, and the token never leaves that machine — it never reaches the cloud.</span>
-              <span class="tag">${icons.lock}Link a machine first</span></span>
-            <button type="button" class="btn btn-sm" disabled aria-describedby="pv-wl-${esc(p.id)}">Log in</button>
-            <span class="sr-only" id="pv-wl-${esc(p.id)}">Unavailable: link a machine first. Machine linking arrives in a later release.</span>
-          </div>`;
+            <span class="pv-method-text"><strong>Log in on my machine</strong>
+              <span>Uses your ${esc(name)} subscription: ${cli ? `<code>${esc(cli)}</code>` : `${esc(name)}'s own CLI login`} runs on a machine you've linked, and the token never leaves that machine — it never reaches the cloud.</span></span>
+            ${icons.chevronRight}
+          </button>`;
       }
       return "";
     });
@@ -958,27 +972,11 @@ class DevicePanel extends Panel {
     else super.action(name);
   }
 
-  async copy(button) {
-    const ok = await copyText(this.flow ? this.flow.userCode : "");
-    if (ok) {
-      button.classList.add("is-copied");
-      button.innerHTML = `${icons.check}<span>Copied</span>`;
-    } else {
+  copy(button) {
+    copyFromButton(button, this.flow ? this.flow.userCode : "", {
       // Select the code so a long-press / Ctrl+C works.
-      const code = this.el.querySelector('[data-testid="device-user-code"]');
-      const range = document.createRange();
-      range.selectNodeContents(code);
-      const sel = window.getSelection();
-      sel.removeAllRanges();
-      sel.addRange(range);
-      button.innerHTML = `${icons.copy}<span>Press Ctrl+C</span>`;
-    }
-    clearTimeout(this.copyTimer);
-    this.copyTimer = setTimeout(() => {
-      if (!button.isConnected) return;
-      button.classList.remove("is-copied");
-      button.innerHTML = `${icons.copy}<span>Copy</span>`;
-    }, 2000);
+      onFail: () => selectText(this.el.querySelector('[data-testid="device-user-code"]')),
+    });
   }
 
   statusMarkup() {
@@ -1086,5 +1084,553 @@ class DevicePanel extends Panel {
       </div>`;
     const retry = this.el.querySelector('[data-testid="device-retry"]');
     if (retry) retry.focus({ preventScroll: true });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// panel: log in on my machine (workspace_login, docs/design/daemon-messaging.md)
+// ---------------------------------------------------------------------------
+// The provider's own CLI login runs on a linked machine; this panel relays its prompt (a URL, maybe a
+// code to type there, maybe a code to paste back) and never sees a token. Built with DOM APIs only:
+// the prompt comes from the machine.
+
+const LOGIN_POLL_MS = 2000;
+const FINAL_LOGIN = new Set(["connected", "expired", "error", "cancelled"]);
+
+function panelHeadNode(title, provider, { back = false, status = null } = {}) {
+  return el("div", { class: "pv-panel-head" },
+    back
+      ? el("button", { type: "button", class: "btn btn-ghost btn-sm pv-back", "data-panel-action": "back", "aria-label": "All methods" },
+        icon("arrowLeft"), el("span", {}, "All methods"))
+      : null,
+    el("h3", {}, title),
+    status,
+    el("button", { type: "button", class: "icon-btn pv-close", "data-panel-action": "close",
+      "aria-label": `Close ${provider.display_name || provider.id} connection panel` }, icon("x")));
+}
+
+function presenceBadge(daemon) {
+  const presence = presenceOf(daemon);
+  const p = PRESENCE[presence];
+  return el("span", { class: `mc-presence mc-presence-${p.tone}`, "data-presence": presence }, el("i", { "aria-hidden": "true" }), p.label);
+}
+
+class WorkspaceLoginPanel extends Panel {
+  constructor(page, provider) {
+    super(page, provider);
+    this.daemons = null; // null while loading
+    this.machinesError = "";
+    this.selected = null;
+    this.starting = false;
+    this.startError = "";
+    this.login = null; // the login view, once started
+    this.shown = "";
+    this.sendingCode = false;
+    this.pollTimer = null;
+    this.countdownTimer = null;
+    this.closeTimer = null;
+    this.failures = 0;
+    this.controller = new AbortController();
+    this.stopped = false;
+  }
+
+  mount(slot) {
+    super.mount(slot);
+    this.el.classList.add("pv-wl");
+    this.el.dataset.testid = "workspace-login-panel";
+    this.loadMachines();
+  }
+
+  get signal() {
+    return this.controller.signal;
+  }
+
+  get cli() {
+    return CLI[this.provider.id] || { name: `${shortName(this.provider)}'s CLI`, login: null, install: null };
+  }
+
+  stopTimers() {
+    clearTimeout(this.pollTimer);
+    clearInterval(this.countdownTimer);
+    this.pollTimer = null;
+    this.countdownTimer = null;
+  }
+
+  destroy() {
+    this.stopped = true;
+    this.stopTimers();
+    clearTimeout(this.closeTimer);
+    this.controller.abort();
+    super.destroy();
+  }
+
+  machineName(daemonId) {
+    const daemon = (this.daemons || []).find((d) => d.daemon_id === daemonId);
+    return (daemon && daemon.name) || "your machine";
+  }
+
+  // --- choosing the machine --------------------------------------------------------------------
+
+  async loadMachines() {
+    this.machinesError = "";
+    let daemons;
+    try {
+      daemons = await fetchDaemons({ signal: this.signal });
+    } catch (err) {
+      if (this.stopped || (err && err.name === "AbortError") || (err && err.code === "SESSION_EXPIRED")) return;
+      this.machinesError = "We couldn't load your machines.";
+      if (!this.login) this.render();
+      return;
+    }
+    if (this.stopped) return;
+    this.daemons = daemons;
+    if (!daemons.some((d) => d.daemon_id === this.selected)) this.selected = null;
+    if (daemons.length === 1) this.selected = daemons[0].daemon_id;
+    if (!this.login) this.render();
+  }
+
+  renderChooser() {
+    const p = this.provider;
+    const name = shortName(p);
+    const cli = this.cli;
+    const parts = [
+      panelHeadNode(`Log in to ${name} on my machine`, p, { back: this.hasChoice }),
+      el("p", { class: "pv-wl-intro" },
+        cli.login ? el("code", {}, cli.login) : `${cli.name}'s login`,
+        " runs on the machine you choose. You finish the login here, in your browser; the token stays on that machine and never reaches the cloud."),
+    ];
+    if (this.machinesError) {
+      parts.push(el("div", { class: "pv-error", role: "alert", "data-testid": "wl-machines-error" },
+        el("span", {}, this.machinesError),
+        el("button", { type: "button", class: "btn btn-sm", "data-panel-action": "machines-retry" }, icon("refresh"), el("span", {}, "Retry"))));
+    } else if (this.daemons === null) {
+      parts.push(el("div", { class: "pv-device-loading", "aria-hidden": "true" },
+        el("div", { class: "skeleton-line w-60" }), el("div", { class: "skeleton-line w-40" })));
+    } else if (!this.daemons.length) {
+      parts.push(el("div", { class: "pv-wl-empty", "data-testid": "wl-no-machine" },
+        el("span", { class: "pv-method-icon" }, icon("machine")),
+        el("div", {},
+          el("h4", {}, "Link a machine first"),
+          el("p", {}, `This login runs ${cli.name} on one of your own computers, so it needs a machine linked with `,
+            el("code", {}, "relay-cloud link"), ". It takes a minute."),
+          el("a", { class: "btn btn-primary btn-sm", href: "/dashboard/machines", "data-section-link": "/dashboard/machines",
+            "data-testid": "wl-link-machine" }, icon("link"), el("span", {}, "Link a machine")))));
+    } else {
+      const group = `pv-wl-machine-${p.id}`;
+      const options = this.daemons.map((d) => {
+        const input = el("input", { type: "radio", name: group, value: d.daemon_id, checked: d.daemon_id === this.selected });
+        input.addEventListener("change", () => {
+          this.selected = d.daemon_id;
+          this.showStartError("");
+        });
+        return el("label", { class: "pv-wl-machine", "data-testid": `wl-machine-${d.daemon_id}` },
+          input,
+          el("span", { class: "pv-wl-machine-name" }, d.name || d.machine_id || "Machine"),
+          presenceBadge(d));
+      });
+      parts.push(
+        el("fieldset", { class: "pv-wl-machines" }, el("legend", {}, "Log in on"), options),
+        el("p", { class: "pv-error", role: "alert", "data-testid": "wl-start-error", hidden: !this.startError }, this.startError),
+        el("div", { class: "pv-form-actions" },
+          el("button", { type: "button", class: "btn btn-primary", "data-panel-action": "start", "data-testid": "wl-connect",
+            disabled: this.starting, "aria-busy": this.starting ? "true" : null },
+          icon("machine"), el("span", {}, this.starting ? "Starting…" : "Connect")),
+          el("button", { type: "button", class: "btn btn-ghost", "data-panel-action": "close" }, "Cancel")));
+    }
+    this.el.replaceChildren(...parts);
+  }
+
+  showStartError(message) {
+    this.startError = message;
+    const node = this.el && this.el.querySelector('[data-testid="wl-start-error"]');
+    if (!node) return;
+    node.textContent = message;
+    node.hidden = !message;
+  }
+
+  async start() {
+    if (this.starting || this.login) return;
+    if (!this.selected) {
+      this.showStartError("Choose the machine to log in on.");
+      return;
+    }
+    this.starting = true;
+    this.startError = "";
+    this.render();
+    let view;
+    try {
+      view = await api(`/api/providers/${encodeURIComponent(this.provider.id)}/connect`, {
+        method: "POST",
+        body: { method: WORKSPACE_LOGIN, daemon_id: this.selected },
+        signal: this.signal,
+      });
+    } catch (err) {
+      if (this.stopped || (err && err.name === "AbortError")) return;
+      this.starting = false;
+      if (err && err.code === "SESSION_EXPIRED") {
+        this.render();
+        return;
+      }
+      this.startError = this.startErrorMessage(err);
+      this.render();
+      if (err && (err.code === "NO_MACHINE_LINKED" || err.code === "DAEMON_NOT_FOUND")) this.loadMachines();
+      return;
+    }
+    if (this.stopped) return;
+    this.starting = false;
+    this.show(view);
+  }
+
+  startErrorMessage(err) {
+    const code = err && err.code;
+    if (code === "NO_MACHINE_LINKED" || code === "DAEMON_NOT_FOUND") return "That machine is no longer linked. Choose another one, or link it again.";
+    if (code === "COMMAND_QUEUE_FULL") return `${this.machineName(this.selected)} has too many requests waiting. Make sure it is running, then try again in a minute.`;
+    if (code === "NETWORK_ERROR") return "We couldn't reach Agent Relay Cloud. Check your connection and try again.";
+    if (err && err.status === 429) return (err.body && err.body.error) || "Too many attempts. Wait a minute and try again.";
+    return (err && err.body && err.body.error) || "We couldn't start the login. Please try again.";
+  }
+
+  // --- the login ---------------------------------------------------------------------------------
+
+  /** Show a login view from the server (start, poll, code sent) and keep polling until it is final. */
+  show(view) {
+    if (!view || !view.login_id) {
+      this.login = { status: "error", error: { message: "The login couldn't be started. Please try again." } };
+    } else {
+      this.login = view;
+      this.el.dataset.loginId = view.login_id;
+    }
+    this.render();
+    if (FINAL_LOGIN.has(this.login.status)) {
+      this.finish();
+      return;
+    }
+    if (!this.countdownTimer) this.countdownTimer = setInterval(() => this.updateCountdown(), 1000);
+    this.schedulePoll();
+  }
+
+  schedulePoll(delay = LOGIN_POLL_MS) {
+    clearTimeout(this.pollTimer);
+    this.pollTimer = setTimeout(() => this.poll(), delay);
+  }
+
+  async poll() {
+    if (this.stopped || !this.login || FINAL_LOGIN.has(this.login.status)) return;
+    let view;
+    try {
+      view = await api(`/api/providers/flows/${encodeURIComponent(this.login.login_id)}`, { signal: this.signal });
+    } catch (err) {
+      if (this.stopped || (err && err.name === "AbortError")) return;
+      if (err && err.code === "SESSION_EXPIRED") {
+        this.stopTimers();
+        return;
+      }
+      if (err && err.status === 404) {
+        this.show({ ...this.login, status: "error", error: { code: "LOGIN_NOT_FOUND", message: "This login no longer exists. Start a new one." } });
+        return;
+      }
+      // Transient (network, 5xx, throttled): keep waiting, a little more slowly.
+      this.failures += 1;
+      this.schedulePoll(Math.min(15_000, LOGIN_POLL_MS * 2 ** this.failures));
+      return;
+    }
+    if (this.stopped) return;
+    this.failures = 0;
+    this.show(view);
+  }
+
+  finish() {
+    this.stopTimers();
+    if (this.login.status !== "connected") return;
+    const machine = this.machineName(this.login.daemon_id);
+    this.page.connected(null, { message: `${this.provider.display_name} connected on ${machine}` });
+    this.closeTimer = setTimeout(() => {
+      if (!this.stopped) this.page.closePanel(this.provider.id, { focus: false });
+    }, 2500);
+  }
+
+  updateCountdown() {
+    const node = this.el && this.el.querySelector('[data-testid="wl-countdown"]');
+    const expires = this.login && toEpochSeconds(this.login.expires_at);
+    if (!node || expires === null) return;
+    node.textContent = mmss(expires - Date.now() / 1000);
+  }
+
+  async submit() {
+    if (this.sendingCode || !this.login) return;
+    const input = this.el.querySelector('[data-testid="wl-code-input"]');
+    const button = this.el.querySelector('[data-testid="wl-code-submit"]');
+    if (!input) return;
+    const code = input.value.trim();
+    if (!code) {
+      this.showCodeError("Paste the code first.");
+      input.focus();
+      return;
+    }
+    // The code leaves the DOM as soon as it is sent; the server never echoes it back.
+    input.value = "";
+    this.sendingCode = true;
+    this.showCodeError("");
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    let view;
+    try {
+      view = await api(`/api/providers/logins/${encodeURIComponent(this.login.login_id)}/code`, {
+        method: "POST",
+        body: { code },
+        signal: this.signal,
+      });
+    } catch (err) {
+      this.sendingCode = false;
+      if (this.stopped || (err && err.name === "AbortError") || (err && err.code === "SESSION_EXPIRED")) return;
+      if (button.isConnected) {
+        button.disabled = false;
+        button.removeAttribute("aria-busy");
+      }
+      this.showCodeError(err && err.code === "LOGIN_NOT_AWAITING_CODE"
+        ? "The machine isn't waiting for a code any more. Follow the status above."
+        : err && err.code === "VALIDATION_FAILED"
+          ? "That doesn't look like a code. Copy it again and paste it here."
+          : (err && err.body && err.body.error) || "We couldn't send the code. Please try again.");
+      return;
+    }
+    this.sendingCode = false;
+    if (this.stopped) return;
+    this.show(view);
+  }
+
+  showCodeError(message) {
+    const node = this.el.querySelector('[data-testid="wl-code-error"]');
+    if (!node) return;
+    node.textContent = message;
+    node.hidden = !message;
+  }
+
+  async cancel(button, { close = false } = {}) {
+    const login = this.login;
+    this.stopTimers();
+    if (!login || !login.login_id || FINAL_LOGIN.has(login.status)) {
+      this.page.closePanel(this.provider.id);
+      return;
+    }
+    this.controller.abort(); // a poll in flight must not bring the pending view back
+    this.controller = new AbortController();
+    if (button) {
+      button.disabled = true;
+      button.setAttribute("aria-busy", "true");
+    }
+    try {
+      await api(`/api/providers/flows/${encodeURIComponent(login.login_id)}`, { method: "DELETE", signal: this.signal });
+    } catch (err) {
+      if (this.stopped || (err && (err.name === "AbortError" || err.code === "SESSION_EXPIRED"))) return;
+      if (!(err && err.status === 404)) toast("We couldn't cancel that login on the server; it will expire by itself.");
+    }
+    if (this.stopped) return;
+    if (close) {
+      this.page.closePanel(this.provider.id);
+      return;
+    }
+    this.login = { ...login, status: "cancelled", stage: null, prompt: null };
+    this.render();
+  }
+
+  retry() {
+    clearTimeout(this.closeTimer);
+    this.stopTimers();
+    this.login = null;
+    this.shown = "";
+    this.startError = "";
+    delete this.el.dataset.loginId;
+    this.render();
+    this.loadMachines();
+  }
+
+  action(name, target) {
+    if (name === "start") this.start();
+    else if (name === "machines-retry") {
+      this.daemons = null;
+      this.render();
+      this.loadMachines();
+    } else if (name === "cancel") this.cancel(target);
+    else if (name === "retry") this.retry();
+    else if (name === "copy") {
+      copyFromButton(target, (this.login && this.login.prompt && this.login.prompt.user_code) || "", {
+        onFail: () => selectText(this.el.querySelector('[data-testid="wl-user-code"]')),
+      });
+    } else if (name === "copy-install") copyFromButton(target, this.cli.install || "");
+    else if (name === "close" && this.login && !FINAL_LOGIN.has(this.login.status)) this.cancel(target, { close: true });
+    else super.action(name);
+  }
+
+  // --- rendering ---------------------------------------------------------------------------------
+
+  render() {
+    if (!this.el) return;
+    if (!this.login) {
+      this.renderChooser();
+      return;
+    }
+    const v = this.login;
+    // Polls repeat the same view every 2 s: rebuild only when it changed, so a half-typed code survives.
+    const signature = JSON.stringify([v.status, v.stage, v.prompt, v.error, v.daemon_id]);
+    if (signature === this.shown) return;
+    this.shown = signature;
+    const machine = this.machineName(v.daemon_id);
+    const title = `Log in to ${shortName(this.provider)} on ${machine}`;
+    const parts = [panelHeadNode(title, this.provider, { status: this.statusNode(v, machine) })];
+    if (!FINAL_LOGIN.has(v.status)) {
+      if (v.stage === "awaiting_user" && v.prompt) parts.push(this.promptNode(v.prompt, machine));
+      else if (v.stage === "verifying") parts.push(this.waitNode(`Checking the login on ${machine}…`, "It only takes a moment."));
+      else parts.push(this.waitingForMachineNode(v, machine));
+      parts.push(this.footNode(machine));
+    } else {
+      parts.push(this.outcomeNode(v, machine));
+    }
+    const focused = document.activeElement && this.el.contains(document.activeElement);
+    this.el.replaceChildren(...parts);
+    const input = this.el.querySelector('[data-testid="wl-code-input"]');
+    const retry = this.el.querySelector('[data-testid="wl-retry"]');
+    if (input && focused) input.focus({ preventScroll: true });
+    else if (retry) retry.focus({ preventScroll: true });
+    this.updateCountdown();
+  }
+
+  statusNode(v, machine) {
+    const states = {
+      waiting_for_machine: { text: `Waiting for ${machine}`, tone: "wait" },
+      awaiting_user: { text: "Waiting for you", tone: "wait" },
+      verifying: { text: "Verifying", tone: "wait" },
+      connected: { text: "Connected", tone: "ok" },
+      expired: { text: "Expired", tone: "warn" },
+      error: { text: "Login failed", tone: "bad" },
+      cancelled: { text: "Cancelled", tone: "off" },
+    };
+    const key = v.status === "pending" ? v.stage || "waiting_for_machine" : v.status;
+    const s = states[key] || states.error;
+    return el("p", { class: `pv-status pv-status-${s.tone}`, "data-testid": "wl-status", "data-status": v.status || "",
+      "data-stage": v.status === "pending" ? key : "", role: "status", "aria-live": "polite" },
+    s.tone === "wait" ? el("span", { class: "pv-spin", "aria-hidden": "true" }) : null,
+    el("span", {}, s.text));
+  }
+
+  waitNode(headline, note, extra = null) {
+    return el("div", { class: "pv-wl-wait", "data-testid": "wl-wait" },
+      el("span", { class: "pv-spin", "aria-hidden": "true" }),
+      el("div", {}, el("strong", {}, headline), el("p", {}, note), extra));
+  }
+
+  waitingForMachineNode(v, machine) {
+    const daemon = (this.daemons || []).find((d) => d.daemon_id === v.daemon_id);
+    const away = daemon && presenceOf(daemon) !== "online";
+    return this.waitNode(
+      `Asking ${machine} to start the login…`,
+      [this.cli.login ? ["It runs ", el("code", {}, this.cli.login), " there"] : `It runs ${this.cli.name}'s login there`,
+        " and sends back what you need to finish it. This usually takes a few seconds."],
+      away
+        ? el("p", { class: "pv-wl-warn", "data-testid": "wl-machine-away" }, icon("alert"),
+          el("span", {}, `${machine} looks ${presenceOf(daemon)}. Start `, el("code", {}, "relay-cloud daemon"),
+            " on it: the login begins as soon as it checks in."))
+        : null,
+    );
+  }
+
+  promptNode(prompt, machine) {
+    const upstream = upstreamName(this.provider);
+    const href = safeHttpsUrl(prompt.url);
+    const steps = [];
+    const step = (title, ...body) => el("li", {},
+      el("span", { class: "pv-step-num", "aria-hidden": "true" }, String(steps.length + 1)),
+      el("div", { class: "pv-step-body" }, el("strong", {}, title), body));
+    if (href) {
+      steps.push(step(`Open the ${upstream} sign-in page`,
+        el("a", { class: "btn btn-primary pv-open", href, target: "_blank", rel: "noopener noreferrer", "data-testid": "wl-open" },
+          el("span", {}, "Open ", el("span", { class: "pv-open-url" }, displayUrl(href))), icon("external"))));
+    } else if (prompt.url) {
+      // Defence in depth (the server only relays https): never a link, just the text to judge.
+      steps.push(step(`Open the ${upstream} sign-in page`,
+        el("p", { class: "pv-wl-warn", "data-testid": "wl-unsafe-url" }, icon("alert"),
+          el("span", {}, `${machine} sent an address that isn't https, so it isn't a link here: `,
+            el("code", {}, String(prompt.url).slice(0, 300))))));
+    }
+    if (prompt.user_code) {
+      steps.push(step("Enter this code there",
+        el("div", { class: "pv-code-row" },
+          el("code", { class: "pv-code", "data-testid": "wl-user-code", "aria-label": "One-time code" }, String(prompt.user_code)),
+          el("button", { type: "button", class: "btn btn-sm pv-copy", "data-panel-action": "copy", "data-testid": "wl-copy" },
+            icon("copy"), el("span", {}, "Copy")))));
+    }
+    if (prompt.needs_code) {
+      const id = `pv-wl-code-${this.provider.id}`;
+      steps.push(step(`Paste the code ${upstream} shows you`,
+        el("form", { class: "pv-form pv-wl-code", "data-provider-form": this.provider.id, "data-testid": "wl-code-form",
+          novalidate: true, autocomplete: "off" },
+        el("label", { class: "sr-only", for: id }, `Code from ${upstream}`),
+        el("input", { id, name: "code", type: "text", class: "pv-input", "data-testid": "wl-code-input", placeholder: "Paste the code",
+          autocomplete: "off", autocapitalize: "off", autocorrect: "off", spellcheck: "false", maxlength: "2048", required: true,
+          "aria-describedby": `${id}-hint ${id}-error` }),
+        el("p", { class: "pv-error", id: `${id}-error`, "data-testid": "wl-code-error", role: "alert", hidden: true }),
+        el("p", { class: "pv-hint", id: `${id}-hint` }, icon("lock"),
+          el("span", {}, `It is encrypted for ${machine} alone and handed to ${this.cli.name} there. We never keep it.`)),
+        el("div", { class: "pv-form-actions" },
+          el("button", { type: "submit", class: "btn btn-primary", "data-testid": "wl-code-submit" }, icon("shield"),
+            el("span", {}, `Send to ${machine}`))))));
+    } else {
+      steps.push(step("Approve access", el("span", { class: "pv-step-note" }, "This page updates by itself once the login finishes.")));
+    }
+    return el("ol", { class: "pv-steps pv-wl-steps", "data-testid": "wl-prompt" }, steps);
+  }
+
+  footNode(machine) {
+    return el("div", { class: "pv-device-foot" },
+      el("span", { class: "pv-countdown" }, icon("clock"),
+        el("span", {}, "Expires in ", el("b", { class: "mono", "data-testid": "wl-countdown" }, "--:--"))),
+      el("span", { class: "pv-wl-note" }, icon("lock"), el("span", {}, `The token stays on ${machine}`)),
+      el("button", { type: "button", class: "btn btn-ghost btn-sm", "data-panel-action": "cancel", "data-testid": "wl-cancel" },
+        icon("x"), el("span", {}, "Cancel")));
+  }
+
+  outcomeNode(v, machine) {
+    const name = shortName(this.provider);
+    const error = v.error || {};
+    const cli = this.cli;
+    let o;
+    let install = null;
+    if (v.status === "connected") {
+      o = { icon: "checkCircle", tone: "ok", head: `${name} is connected on ${machine}`,
+        body: `Your agents on ${machine} can use it now. The token stays on that machine; it never reaches the cloud.` };
+    } else if (v.status === "expired") {
+      o = { icon: "clock", tone: "warn", head: "The login expired", body: "A login on your machine has 15 minutes to finish. Start again when you're ready." };
+    } else if (v.status === "cancelled") {
+      o = { icon: "minus", tone: "off", head: "Login cancelled", body: `Nothing was saved, and ${machine} stops the login.` };
+    } else if (error.code === "CLI_NOT_INSTALLED") {
+      o = { icon: "alert", tone: "bad", head: `${cli.name} isn't installed on ${machine}`,
+        body: `Install the ${cli.name} CLI on ${machine}, then try again.` };
+      if (cli.install) {
+        install = el("div", { class: "pv-code-row pv-wl-install" },
+          el("code", { class: "pv-wl-command", "data-testid": "wl-install-command" }, cli.install),
+          el("button", { type: "button", class: "btn btn-sm pv-copy", "data-panel-action": "copy-install" }, icon("copy"), el("span", {}, "Copy")));
+      }
+    } else if (error.code === "LOGIN_TIMEOUT") {
+      o = { icon: "clock", tone: "bad", head: "The login timed out", body: `${cli.name} on ${machine} stopped waiting for the login to be finished. Start again when you're ready.` };
+    } else if (error.code === "LOGIN_FAILED") {
+      o = { icon: "alert", tone: "bad", head: "The login didn't complete", body: `${cli.name} on ${machine} reported that the login failed. Check that you approved it with the right account, then try again.` };
+    } else {
+      o = { icon: "alert", tone: "bad", head: "The login didn't complete", body: "" };
+    }
+    // What the machine said, under our explanation (the install command already says it for CLI_NOT_INSTALLED).
+    const detail = v.status === "error" && error.message && error.code !== "CLI_NOT_INSTALLED" ? String(error.message) : "";
+    return el("div", { class: `pv-outcome pv-outcome-${o.tone}`, "data-testid": "wl-outcome", "data-code": error.code || v.status },
+      el("span", { class: "pv-outcome-icon" }, icon(o.icon)),
+      el("div", {},
+        el("h4", {}, o.head),
+        o.body ? el("p", { "data-testid": "wl-error" }, o.body) : null,
+        install,
+        detail ? el("p", { class: "pv-outcome-detail", "data-testid": "wl-error-detail" }, detail) : null,
+        v.status === "connected"
+          ? null
+          : el("div", { class: "pv-form-actions" },
+            el("button", { type: "button", class: "btn btn-primary", "data-panel-action": "retry", "data-testid": "wl-retry" },
+              icon("refresh"), el("span", {}, "Try again")),
+            el("button", { type: "button", class: "btn btn-ghost", "data-panel-action": "close" }, "Close"))));
   }
 }

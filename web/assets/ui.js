@@ -1,5 +1,7 @@
 // Small helpers shared by the dashboard's sections.
 
+import { icons } from "./icons.js";
+
 /** Escape text for interpolation into HTML markup (element content and quoted attributes). */
 export function esc(value) {
   return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -126,4 +128,112 @@ export function shortDate(value) {
   const s = toEpochSeconds(value);
   if (s === null) return "—";
   return new Date(s * 1000).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
+}
+
+// ---------------------------------------------------------------------------
+// DOM building (server data only ever lands in textContent and attributes)
+// ---------------------------------------------------------------------------
+
+/**
+ * Build an element: el("p", { class: "x", "data-testid": "y" }, "text", node, [more]).
+ * Strings become text nodes (never parsed as HTML); null/false/undefined children and attributes are skipped.
+ */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "class") node.className = value;
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+/** One of icons.js's static SVGs as a node (trusted markup, never server data). */
+export function icon(name) {
+  const template = document.createElement("template");
+  template.innerHTML = icons[name] || "";
+  return template.content.firstElementChild || document.createTextNode("");
+}
+
+/** A copy button's click: copy `text`, say "Copied" (or "Press Ctrl+C" after `onFail()`), reset after 2 s. */
+export async function copyFromButton(button, text, { onFail } = {}) {
+  const ok = await copyText(text);
+  if (!ok && onFail) onFail();
+  button.classList.toggle("is-copied", ok);
+  button.replaceChildren(icon(ok ? "check" : "copy"), el("span", {}, ok ? "Copied" : "Press Ctrl+C"));
+  clearTimeout(button._copyTimer);
+  button._copyTimer = setTimeout(() => {
+    if (!button.isConnected) return;
+    button.classList.remove("is-copied");
+    button.replaceChildren(icon("copy"), el("span", {}, "Copy"));
+  }, 2000);
+  return ok;
+}
+
+/**
+ * A modal that confirms a destructive action (unlink a machine, disconnect a provider).
+ * - `testid`: "unlink" → data-testid unlink-dialog, unlink-cancel, unlink-confirm;
+ * - `description`: children of the paragraph that describes the dialog; `extra`: an optional node after it;
+ * - `action()`: does the work. Resolving with nothing closes the dialog; resolving with a string keeps it
+ *   open and shows the string as the error (an exception shows a generic one);
+ * - focus returns to `trigger`, or to `fallbackFocus()` when the trigger is gone.
+ */
+export function confirmDialog({ id, testid, iconName = "unlink", title, description, extra = null, cancelLabel,
+  confirmLabel, trigger = null, fallbackFocus = null, action }) {
+  const old = document.getElementById(id);
+  if (old) old.remove();
+  const cancel = el("button", { type: "submit", value: "cancel", class: "btn", "data-testid": `${testid}-cancel` }, cancelLabel);
+  const confirm = el("button", { type: "button", class: "btn btn-danger", "data-testid": `${testid}-confirm` },
+    icon(iconName), el("span", {}, confirmLabel));
+  const errorEl = el("p", { class: "pv-dialog-error", role: "alert", hidden: true });
+  const dialog = el("dialog", { class: "modal", id, "data-testid": `${testid}-dialog`,
+    "aria-labelledby": `${id}-title`, "aria-describedby": `${id}-desc` },
+    el("form", { method: "dialog", class: "modal-body" },
+      el("div", { class: "modal-icon modal-icon-danger" }, icon(iconName)),
+      el("h2", { id: `${id}-title` }, title),
+      el("p", { id: `${id}-desc` }, description),
+      extra,
+      errorEl,
+      el("div", { class: "modal-actions" }, cancel, confirm)));
+  document.body.appendChild(dialog);
+  let busy = false;
+  dialog.addEventListener("cancel", (event) => {
+    if (busy) event.preventDefault();
+  });
+  dialog.addEventListener("close", () => {
+    dialog.remove();
+    const next = trigger && trigger.isConnected ? trigger : fallbackFocus && fallbackFocus();
+    if (next) next.focus({ preventScroll: true });
+  });
+  confirm.addEventListener("click", async () => {
+    busy = true;
+    confirm.disabled = true;
+    confirm.setAttribute("aria-busy", "true");
+    errorEl.hidden = true;
+    let problem;
+    try {
+      problem = await action();
+    } catch {
+      problem = "Something went wrong. Please try again.";
+    }
+    busy = false;
+    confirm.disabled = false;
+    confirm.removeAttribute("aria-busy");
+    if (problem) {
+      errorEl.textContent = problem;
+      errorEl.hidden = false;
+    } else if (dialog.open) {
+      dialog.close();
+    } else {
+      dialog.remove();
+    }
+  });
+  if (typeof dialog.showModal === "function") dialog.showModal();
+  else dialog.setAttribute("open", "");
+  cancel.focus();
+  return dialog;
 }
