@@ -6,6 +6,9 @@
   running emulator (clients are built on first use, so this is where boto3/pynamodb/KMS costs show);
 - request latency through the local HTTP API gateway for the session and profile routes;
 - DynamoDB requests per steady-state heartbeat (in-process moto, through the daemons handler).
+- daemons through the local stack: heartbeat latency of one daemon linked through the services, and 200
+  daemons x 20 heartbeats on 8 threads with every item read back (lost updates) and every DynamoDB
+  request counted (exactly one per heartbeat).
 
 Timings here are noisy (2 shared cores): read medians, and compare ratios from the same run.
 """
@@ -426,13 +429,202 @@ def heartbeat_rows() -> list[tuple[str, str, str, str, str]]:
              f"{detail}; {per_beat_ms:.1f} ms/beat", "exactly 1", "ok" if ok else "OVER")]
 
 
+# -- daemons through the local stack: heartbeat latency, and a fleet heartbeating concurrently ----------
+
+FLEET_DAEMONS, FLEET_BEATS, FLEET_THREADS = 200, 20, 8
+
+
+def link_daemon(base_url: str) -> tuple[str, str]:
+    """Link one daemon through the services rather than HTTP (device authorization, the owner's approval,
+    the token exchange): (daemon id, its real daemon key). Built without a rate limiter."""
+    import base64
+
+    from relay_cloud.adapters.dynamo.accounts import AuditLog
+    from relay_cloud.adapters.dynamo.daemons import DaemonRepository, LinkRepository
+    from relay_cloud.domain.auth import Principal
+    from relay_cloud.domain.daemons import CLIENT_ID, DEVICE_GRANT_TYPE
+    from relay_cloud.services.daemons import DaemonService
+
+    service = DaemonService(links=LinkRepository(), daemons=DaemonRepository(), audit=AuditLog(), registry=None,
+                            public_url=base_url)
+    started = service.device_authorization({
+        "client_id": CLIENT_ID, "machine_id": "bench-host", "name": "bench",
+        "public_key": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()}, requesting_ip="127.0.0.1")
+    service.approve(Principal("usr_bench", "bench-session", "bench-csrf"), started["user_code"], {})
+    token = service.token({"grant_type": DEVICE_GRANT_TYPE, "client_id": CLIENT_ID,
+                           "device_code": started["device_code"]})
+    return token["daemon_id"], token["access_token"]
+
+
+def seed_daemons(count: int) -> list[tuple[str, str]]:
+    """``count`` daemons as the token exchange leaves them (the approval's item plus the key hash), 10 per
+    owner, written by BatchWriteItem: linking each through the services costs three transactions, and moto
+    copies the whole table on every transaction (about 0.1 s each here, 90 s for 200 daemons), which real
+    DynamoDB does not. The heartbeat, which is what is measured, reads nothing else of the item."""
+    import base64
+
+    from relay_cloud.adapters.dynamo import keys
+    from relay_cloud.adapters.dynamo.models import DaemonItem
+    from relay_cloud.domain.daemons import daemon_key, new_daemon_id, new_key_secret, sha256_hex
+
+    daemons, now = [], int(time.time())
+    with DaemonItem.batch_write() as batch:
+        for n in range(count):
+            daemon_id, secret, owner = new_daemon_id(), new_key_secret(), f"usr_bench{n // 10:04d}"
+            batch.save(DaemonItem(
+                keys.daemon_pk(daemon_id), keys.DAEMON_SK, daemon_id=daemon_id, user_id=owner, name=f"bench {n}",
+                machine_id=f"bench-host-{n:04d}", public_key=base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=")
+                .decode(), key_hash=sha256_hex(secret), allowed_providers=[], linked_at=now, agents=[], commands={},
+                gsi1pk=keys.owner_gsi_pk(owner), gsi1sk=keys.daemon_gsi_sk(now, daemon_id)))
+            daemons.append((daemon_id, daemon_key(daemon_id, secret)))
+    return daemons
+
+
+class _DynamoRequests:
+    """DynamoDB requests sent during the block: a ``before-send`` hook (every HTTP attempt, retries
+    included) on the botocore client of every pynamodb model (each model has its own connection), and,
+    as a cross-check that no other client sent any, the DynamoDB requests the stack's moto server
+    answered (its WSGI app wrapped; the stack's ticker must be stopped, its sweeps are DynamoDB requests)."""
+
+    def __init__(self, stack):
+        import threading
+
+        self._server = stack._moto._server  # moto's werkzeug server: it looks up ``.app`` per request
+        self._lock = threading.Lock()
+        self.operations: dict[str, int] = {}
+        self.served = 0
+
+    def _count(self, request, **_):
+        target = request.headers.get("X-Amz-Target", b"")
+        operation = (target.decode() if isinstance(target, bytes) else str(target)).split(".", 1)[-1]
+        with self._lock:
+            self.operations[operation] = self.operations.get(operation, 0) + 1
+
+    def _serve(self, environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with self._lock:
+                self.served += 1
+        return self._app(environ, start_response)
+
+    @property
+    def sent(self) -> int:
+        return sum(self.operations.values())
+
+    def __enter__(self):
+        from relay_cloud.adapters.dynamo.models import ALL_MODELS
+
+        clients = {id(c): c for c in (model._get_connection().connection.client for model in ALL_MODELS)}
+        self._clients = list(clients.values())
+        for client in self._clients:
+            client.meta.events.register_first("before-send.dynamodb", self._count)
+        self._app, self._server.app = self._server.app, self._serve
+        return self
+
+    def __exit__(self, *exc):
+        self._server.app = self._app
+        for client in self._clients:
+            client.meta.events.unregister("before-send.dynamodb", self._count)
+
+
+def _beat_body(seq: int) -> dict:
+    return {"agents": [{"name": f"agent-{n}", "provider": "anthropic", "status": "running", "pid": 4000 + n}
+                       for n in range(3)],
+            "metrics": {"seq": seq, "cpu": 0.25}}
+
+
+def heartbeat_latency_ms(client, key: str, beats: int) -> list[float]:
+    """Warm heartbeats of one linked daemon over HTTP through the local gateway, one after another."""
+    headers = {"Authorization": f"Bearer {key}"}
+    assert client.post("/api/daemons/heartbeat", json=_beat_body(0), headers=headers).status_code == 200  # warm
+    samples = []
+    for seq in range(1, beats + 1):
+        started = time.perf_counter()
+        response = client.post("/api/daemons/heartbeat", json=_beat_body(seq), headers=headers)
+        samples.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.text
+    return samples
+
+
+def fleet_heartbeats(stack, client, daemons: list[tuple[str, str]], beats: int, threads: int) -> dict:
+    """Every daemon sends ``beats`` heartbeats in order (metric ``seq`` = 1..beats), ``threads`` daemons at a
+    time; then every daemon item is read back: a lost update is one whose ``seq`` is not ``beats``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from relay_cloud.adapters.dynamo import keys
+    from relay_cloud.adapters.dynamo.models import DaemonItem
+
+    def run(daemon: tuple[str, str]) -> tuple[list[float], int]:
+        headers, samples, failed = {"Authorization": f"Bearer {daemon[1]}"}, [], 0
+        for seq in range(1, beats + 1):
+            started = time.perf_counter()
+            response = client.post("/api/daemons/heartbeat", json=_beat_body(seq), headers=headers)
+            samples.append((time.perf_counter() - started) * 1000)
+            failed += response.status_code != 200
+        return samples, failed
+
+    with _DynamoRequests(stack) as counted:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(run, daemons))
+        wall_s = time.perf_counter() - started
+    lost = 0
+    for daemon_id, _ in daemons:
+        item = DaemonItem.get(keys.daemon_pk(daemon_id), keys.DAEMON_SK, consistent_read=True)
+        metrics = item.metrics.as_dict() if item.metrics is not None else {}
+        lost += metrics.get("seq") != beats or item.last_seen_at is None or len(item.agents or []) != 3
+    return {"samples": [ms for samples, _ in results for ms in samples], "failed": sum(f for _, f in results),
+            "lost": lost, "wall_s": wall_s, "operations": counted.operations, "sent": counted.sent,
+            "served": counted.served, "heartbeats": len(daemons) * beats}
+
+
+def daemon_rows(stack, requests: int) -> list[tuple[str, str, str, str, str]]:
+    import httpx
+
+    stack.ticker.stop()  # its schedules would add DynamoDB requests (and noise) to what is counted
+    try:
+        _, key = link_daemon(stack.url)
+        started = time.perf_counter()
+        daemons = seed_daemons(FLEET_DAEMONS)
+        seed_s = time.perf_counter() - started
+        with httpx.Client(base_url=stack.url, timeout=30,
+                          limits=httpx.Limits(max_connections=FLEET_THREADS)) as client:
+            latency = heartbeat_latency_ms(client, key, requests)
+            fleet = fleet_heartbeats(stack, client, daemons, FLEET_BEATS, FLEET_THREADS)
+    finally:
+        stack.ticker.start()
+    per_beat = fleet["sent"] / fleet["heartbeats"]
+    detail = ", ".join(f"{op} {n}" for op, n in sorted(fleet["operations"].items()))
+    ratio_ok = per_beat == 1.0 and fleet["served"] == fleet["sent"] and set(fleet["operations"]) == {"UpdateItem"}
+    samples = fleet["samples"]
+    return [
+        (f"gateway POST /api/daemons/heartbeat (one linked daemon, {requests} beats)",
+         f"{statistics.median(latency):.1f} ms", f"p95 {p95(latency):.1f} ms", "-", f"n={len(latency)}"),
+        (f"lost updates: {FLEET_DAEMONS} daemons x {FLEET_BEATS} heartbeats, {FLEET_THREADS} threads",
+         f"{fleet['lost']}", f"{fleet['failed']} non-200; {fleet['heartbeats'] / fleet['wall_s']:.0f} beats/s, "
+         f"median {statistics.median(samples):.1f} ms, p95 {p95(samples):.1f} ms",
+         "0", "ok" if fleet["lost"] == 0 and fleet["failed"] == 0 else "OVER"),
+        ("  DynamoDB requests per heartbeat (same run)", f"{per_beat:.2f}",
+         f"{detail} / {fleet['heartbeats']} beats; moto served {fleet['served']}; seed {seed_s:.1f} s",
+         "exactly 1", "ok" if ratio_ok else "OVER"),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench")
     parser.add_argument("--import-runs", type=int, default=9)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--only-refresh", action="store_true",
                         help="only the in-process moto rows: vault, refresh sweep, heartbeat")
+    parser.add_argument("--only-daemons", action="store_true",
+                        help="only the local-stack daemon rows: heartbeat latency, a fleet's lost updates")
     args = parser.parse_args()
+
+    from relay_cloud.local.signin import sign_in
+    from relay_cloud.local.stack import LocalStack
+
+    if args.only_daemons:
+        with LocalStack(port=0) as stack:
+            return _print(daemon_rows(stack, args.requests))
 
     from functions.manifest import FUNCTIONS, SCHEDULES
 
@@ -440,9 +632,6 @@ def main() -> int:
     refresh = refresh_rows() + heartbeat_rows()
     if args.only_refresh:
         return _print(refresh)
-
-    from relay_cloud.local.signin import sign_in
-    from relay_cloud.local.stack import LocalStack
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp, LocalStack(port=0) as stack:
@@ -454,6 +643,7 @@ def main() -> int:
         cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
         cold = cold_request_ms(cookie, code_dir, args.import_runs)
         latency = gateway_latency_ms(client, args.requests)
+        daemons = daemon_rows(stack, args.requests)
     for spec, samples in imports.items():
         budget = IMPORT_BUDGET_MS.get(spec.name, IMPORT_BUDGET_MS["default"])
         median = statistics.median(samples)
@@ -465,7 +655,7 @@ def main() -> int:
     for path, samples in latency.items():
         rows.append((f"gateway GET {path}", f"{statistics.median(samples):.1f} ms", f"p95 {p95(samples):.1f} ms",
                      "-", f"n={len(samples)}"))
-    return _print(rows + refresh)
+    return _print(rows + daemons + refresh)
 
 
 def _print(rows: list[tuple]) -> int:
