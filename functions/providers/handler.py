@@ -38,8 +38,8 @@ def cancel_flow(flow_id: str):
 @router.post("/api/providers/logins/<login_id>/code", summary="Relay the code the user pasted to a login on their machine",
              tags=["providers"])
 def relay_login_code(login_id: str):
-    return json_response(202, container().providers.relay_login_code(principal(router), login_id,
-                                                                     json_body(router.current_event)))
+    return json_response(202, container().machine_logins.relay_code(principal(router), login_id,
+                                                                    json_body(router.current_event)))
 
 
 @router.delete("/api/providers/<provider>", summary="Disconnect (revoke upstream, then delete)", tags=["providers"])

@@ -142,6 +142,7 @@ def test_a_whole_login_through_the_real_command_queue(backend):
     from relay_cloud.domain.providers import Registry, built_in_providers
     from relay_cloud.domain.sealing import login_code_aad, open_sealed
     from relay_cloud.services.commands import CommandService
+    from relay_cloud.services.machine_logins import MachineLoginService
     from relay_cloud.services.providers import ProviderService
 
     private = X25519PrivateKey.generate()
@@ -160,13 +161,15 @@ def test_a_whole_login_through_the_real_command_queue(backend):
     registry = Registry(built_in_providers(anthropic_url="https://a.test", openai_url="https://o.test",
                                            google_url="https://g.test", github_oauth_url="https://github.test",
                                            github_client_id="cid", github_client_secret="secret"))
+    machine_logins = MachineLoginService(logins=WorkspaceLoginRepository(), machines=daemons, commands=None,
+                                         connections=ConnectionRepository(), audit=AuditLog(), clock=lambda: clock[0])
     providers = ProviderService(registry=registry, connections=ConnectionRepository(), flows=None, vault=None,
                                 upstream=None, workflow=None, audit=AuditLog(), clock=lambda: clock[0],
-                                logins=WorkspaceLoginRepository(), machines=daemons)
-    providers.commands = commands = CommandService(
+                                machine_logins=machine_logins)
+    machine_logins.commands = commands = CommandService(
         daemons=daemons, audit=AuditLog(), clock=lambda: clock[0],
         sinks=dict.fromkeys(("provider_login", "provider_login_code", "provider_login_cancel"),
-                            providers.login_report))
+                            machine_logins.report))
     me, machine = Principal(USER, "sid", "csrf"), DaemonPrincipal(DAEMON, USER, public.decode(), ())
 
     status, view = providers.connect(me, "anthropic", {"method": "workspace_login"})
@@ -178,7 +181,7 @@ def test_a_whole_login_through_the_real_command_queue(backend):
         "stage": "awaiting_user", "url": "https://claude.ai/oauth/authorize?x=1", "needs_code": True}})
     assert providers.flow_status(me, view["login_id"])["prompt"]["needs_code"] is True
     code = "the-code-the-user-pasted-0123456789"
-    assert providers.relay_login_code(me, view["login_id"], {"code": code})["stage"] == "verifying"
+    assert machine_logins.relay_code(me, view["login_id"], {"code": code})["stage"] == "verifying"
     queued = daemons.heartbeat(DAEMON, key_hash="key-hash", now=clock[0], agents=[], metrics={})
     (code_command,) = [c for c in queued if c["type"] == "provider_login_code"]
     aad = login_code_aad(DAEMON, view["login_id"])

@@ -13,6 +13,7 @@ from relay_cloud.adapters.providers import DeviceAuthorization, PollResult, Toke
 from relay_cloud.domain.auth import Principal
 from relay_cloud.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from relay_cloud.domain.providers import ProviderSpec, Registry, built_in_providers
+from relay_cloud.services.machine_logins import MachineLoginService
 from relay_cloud.services.providers import ProviderService
 from tests.fakes import Clock, FakeAudit
 
@@ -144,9 +145,12 @@ def registry(*extra: ProviderSpec) -> Registry:
 def svc():
     connections, flows = Connections(), Flows()
     connections.flows = flows
+    clock, audit = Clock(), FakeAudit()
+    machine_logins = MachineLoginService(logins=None, machines=NoMachines(), commands=None, connections=connections,
+                                         audit=audit, clock=clock)
     return ProviderService(registry=registry(), connections=connections, flows=flows, vault=Vault(),
-                           upstream=Upstream(), workflow=Workflow(), audit=FakeAudit(), clock=Clock(),
-                           machines=NoMachines())
+                           upstream=Upstream(), workflow=Workflow(), audit=audit, clock=clock,
+                           machine_logins=machine_logins)
 
 
 def by_id(listing):

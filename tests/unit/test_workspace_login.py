@@ -20,6 +20,7 @@ from relay_cloud.domain.daemons import Daemon
 from relay_cloud.domain.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from relay_cloud.domain.providers import Registry, built_in_providers
 from relay_cloud.domain.sealing import SealedBoxError, login_code_aad, open_sealed
+from relay_cloud.services.machine_logins import MachineLoginService
 from relay_cloud.services.providers import ProviderService
 from tests.fakes import Clock, FakeAudit, FakeVault
 
@@ -149,9 +150,12 @@ def svc(laptop_key):
     registry = Registry(built_in_providers(anthropic_url="https://a.test", openai_url="https://o.test",
                                            google_url="https://g.test", github_oauth_url="https://github.test",
                                            github_client_id="cid", github_client_secret="secret"))
-    return ProviderService(registry=registry, connections=Connections(logins), flows=None, vault=FakeVault(),
-                           upstream=Upstream(), workflow=None, audit=FakeAudit(), clock=clock, logins=logins,
-                           machines=machines, commands=Commands(machines, clock))
+    connections, audit = Connections(logins), FakeAudit()
+    machine_logins = MachineLoginService(logins=logins, machines=machines, commands=Commands(machines, clock),
+                                         connections=connections, audit=audit, clock=clock)
+    return ProviderService(registry=registry, connections=connections, flows=None, vault=FakeVault(),
+                           upstream=Upstream(), workflow=None, audit=audit, clock=clock,
+                           machine_logins=machine_logins)
 
 
 def start(svc, **body):
@@ -161,11 +165,11 @@ def start(svc, **body):
 
 
 def report(svc, command, status, output=None, error=None, daemon_id=LAPTOP):
-    svc.login_report("usr_me", daemon_id, command, status, output, error)
+    svc.machine_logins.report("usr_me", daemon_id, command, status, output, error)
 
 
 def login_command(svc, daemon_id=LAPTOP):
-    (command,) = svc.commands.of(daemon_id, "provider_login")
+    (command,) = svc.machine_logins.commands.of(daemon_id, "provider_login")
     return command
 
 
@@ -180,24 +184,25 @@ def test_connect_picks_the_only_linked_machine_and_queues_the_login(svc):
     command = login_command(svc)
     assert command["args"] == {"login_id": view["login_id"], "provider": "anthropic"}
     assert command["expires_at"] - command["created_at"] == 900
-    assert svc.logins.get("usr_me", view["login_id"]).command_id == command["command_id"]
+    assert svc.machine_logins.logins.get("usr_me", view["login_id"]).command_id == command["command_id"]
     assert svc.flow_status(ME, view["login_id"]) == view
 
 
 def test_no_linked_machine_is_409(svc):
-    svc.machines.items = {k: d for k, d in svc.machines.items.items() if k != LAPTOP}  # revoked + keyless remain
+    machines = svc.machine_logins.machines
+    machines.items = {k: d for k, d in machines.items.items() if k != LAPTOP}  # revoked + keyless remain
     with pytest.raises(Conflict) as err:
         start(svc)
-    assert err.value.code == "NO_MACHINE_LINKED" and svc.logins.items == {}
+    assert err.value.code == "NO_MACHINE_LINKED" and svc.machine_logins.logins.items == {}
 
 
 def test_several_machines_need_a_daemon_id(svc):
-    svc.machines.items[DESKTOP] = machine(DESKTOP, linked_at=2)
+    svc.machine_logins.machines.items[DESKTOP] = machine(DESKTOP, linked_at=2)
     with pytest.raises(ValidationFailed) as err:
         start(svc)
     assert err.value.code == "DAEMON_REQUIRED" and err.value.details["field"] == "daemon_id"
     assert start(svc, daemon_id=DESKTOP)["daemon_id"] == DESKTOP
-    assert svc.commands.of(DESKTOP, "provider_login") and not svc.commands.of(LAPTOP)
+    assert svc.machine_logins.commands.of(DESKTOP, "provider_login") and not svc.machine_logins.commands.of(LAPTOP)
 
 
 @pytest.mark.parametrize("daemon_id", [THEIRS, "dmn_" + "d" * 32, "dmn_" + "e" * 32, "dmn_" + "f" * 32, "nope"])
@@ -205,7 +210,7 @@ def test_another_users_unknown_or_unlinked_machine_is_404(svc, daemon_id):
     with pytest.raises(NotFound) as err:
         start(svc, daemon_id=daemon_id)
     assert err.value.code == "DAEMON_NOT_FOUND"
-    assert svc.logins.items == {} and svc.commands.queues == {}
+    assert svc.machine_logins.logins.items == {} and svc.machine_logins.commands.queues == {}
 
 
 def test_a_bad_daemon_id_or_a_provider_without_the_method_is_400(svc):
@@ -218,11 +223,11 @@ def test_a_bad_daemon_id_or_a_provider_without_the_method_is_400(svc):
 
 
 def test_a_full_command_queue_is_429_and_the_login_records_it(svc):
-    svc.commands.limit = 0
+    svc.machine_logins.commands.limit = 0
     with pytest.raises(RateLimited) as err:
         start(svc)
     assert err.value.code == "COMMAND_QUEUE_FULL"
-    (login,) = svc.logins.items.values()
+    (login,) = svc.machine_logins.logins.items.values()
     assert svc.flow_status(ME, login.login_id)["status"] == "error"
     assert svc.flow_status(ME, login.login_id)["error"]["code"] == "COMMAND_QUEUE_FULL"
 
@@ -248,7 +253,7 @@ def test_a_prompt_the_dashboard_cannot_show_fails_the_login(svc, bad):
     report(svc, login_command(svc), "running", {**PROMPT, **bad})
     view = svc.flow_status(ME, login_id)
     assert view["status"] == "error" and view["error"]["code"] == "LOGIN_PROMPT_INVALID" and view["prompt"] is None
-    assert svc.commands.of(LAPTOP, "provider_login_cancel")[0]["args"] == {"login_id": login_id}
+    assert svc.machine_logins.commands.of(LAPTOP, "provider_login_cancel")[0]["args"] == {"login_id": login_id}
 
 
 def test_success_records_a_connection_without_any_secret(svc):
@@ -295,10 +300,10 @@ def test_failure_sets_the_error(svc, error, code):
 
 
 def test_reports_from_another_machine_or_for_another_users_login_change_nothing(svc):
-    svc.machines.items[DESKTOP] = machine(DESKTOP, linked_at=2)
+    svc.machine_logins.machines.items[DESKTOP] = machine(DESKTOP, linked_at=2)
     login_id = start(svc, daemon_id=LAPTOP)["login_id"]
     report(svc, login_command(svc), "succeeded", daemon_id=DESKTOP)
-    svc.login_report("usr_other", LAPTOP, login_command(svc), "succeeded", None, None)
+    svc.machine_logins.report("usr_other", LAPTOP, login_command(svc), "succeeded", None, None)
     report(svc, {"type": "provider_login", "args": {}}, "succeeded")
     assert svc.flow_status(ME, login_id)["status"] == "pending" and svc.connections.items == {}
 
@@ -308,19 +313,19 @@ def test_reports_from_another_machine_or_for_another_users_login_change_nothing(
 def test_the_code_is_relayed_sealed_to_the_machine(svc, laptop_key):
     login_id = start(svc)["login_id"]
     report(svc, login_command(svc), "running", PROMPT)
-    view = svc.relay_login_code(ME, login_id, {"code": CODE})
+    view = svc.machine_logins.relay_code(ME, login_id, {"code": CODE})
     assert view["status"] == "pending" and view["stage"] == "verifying" and CODE not in json.dumps(view)
-    (command,) = svc.commands.of(LAPTOP, "provider_login_code")
+    (command,) = svc.machine_logins.commands.of(LAPTOP, "provider_login_code")
     assert command["args"]["login_id"] == login_id and CODE not in json.dumps(command)
-    assert CODE not in repr(svc.logins.items) and CODE not in repr(svc.audit.events)
+    assert CODE not in repr(svc.machine_logins.logins.items) and CODE not in repr(svc.audit.events)
     private = laptop_key.private_bytes_raw()
     assert open_sealed(private, command["args"]["sealed"], login_code_aad(LAPTOP, login_id)) == CODE.encode()
     with pytest.raises(SealedBoxError):  # bound to this daemon and login
         open_sealed(private, command["args"]["sealed"], login_code_aad(LAPTOP, "login_" + "0" * 32))
-    assert command["expires_at"] <= svc.logins.get("usr_me", login_id).login_expires_at
+    assert command["expires_at"] <= svc.machine_logins.logins.get("usr_me", login_id).login_expires_at
     # One code per prompt: a second submission is refused until the machine asks again.
     with pytest.raises(Conflict) as err:
-        svc.relay_login_code(ME, login_id, {"code": CODE})
+        svc.machine_logins.relay_code(ME, login_id, {"code": CODE})
     assert err.value.code == "LOGIN_NOT_AWAITING_CODE"
     report(svc, login_command(svc), "succeeded")
     assert svc.flow_status(ME, login_id)["status"] == "connected"
@@ -329,13 +334,13 @@ def test_the_code_is_relayed_sealed_to_the_machine(svc, laptop_key):
 def test_a_code_is_refused_unless_the_login_awaits_one(svc):
     login_id = start(svc)["login_id"]
     with pytest.raises(Conflict) as err:  # the machine has not prompted yet
-        svc.relay_login_code(ME, login_id, {"code": CODE})
+        svc.machine_logins.relay_code(ME, login_id, {"code": CODE})
     assert err.value.code == "LOGIN_NOT_AWAITING_CODE"
     report(svc, login_command(svc), "running", {**PROMPT, "needs_code": False, "user_code": "WXYZ-9876"})
     with pytest.raises(Conflict) as err:  # a device-code login (Codex): the CLI polls, no code to paste
-        svc.relay_login_code(ME, login_id, {"code": CODE})
+        svc.machine_logins.relay_code(ME, login_id, {"code": CODE})
     assert err.value.code == "LOGIN_NOT_AWAITING_CODE"
-    assert svc.commands.of(LAPTOP, "provider_login_code") == []
+    assert svc.machine_logins.commands.of(LAPTOP, "provider_login_code") == []
 
 
 @pytest.mark.parametrize("body", [{}, {"code": ""}, {"code": 7}, {"code": "x" * 2049}, {"code": "a\nb"}])
@@ -343,7 +348,7 @@ def test_a_bad_code_is_400(svc, body):
     login_id = start(svc)["login_id"]
     report(svc, login_command(svc), "running", PROMPT)
     with pytest.raises(ValidationFailed) as err:
-        svc.relay_login_code(ME, login_id, body)
+        svc.machine_logins.relay_code(ME, login_id, body)
     assert err.value.details["field"] == "code"
     assert svc.flow_status(ME, login_id)["stage"] == "awaiting_user"
 
@@ -351,20 +356,20 @@ def test_a_bad_code_is_400(svc, body):
 def test_a_code_that_cannot_be_queued_leaves_the_login_awaiting_it(svc):
     login_id = start(svc)["login_id"]
     report(svc, login_command(svc), "running", PROMPT)
-    svc.commands.limit = 1
+    svc.machine_logins.commands.limit = 1
     with pytest.raises(RateLimited):
-        svc.relay_login_code(ME, login_id, {"code": CODE})
+        svc.machine_logins.relay_code(ME, login_id, {"code": CODE})
     assert svc.flow_status(ME, login_id)["stage"] == "awaiting_user"
-    svc.commands.limit = 32
-    assert svc.relay_login_code(ME, login_id, {"code": CODE})["stage"] == "verifying"
+    svc.machine_logins.commands.limit = 32
+    assert svc.machine_logins.relay_code(ME, login_id, {"code": CODE})["stage"] == "verifying"
 
 
 def test_a_machine_unlinked_before_the_code_fails_the_login(svc):
     login_id = start(svc)["login_id"]
     report(svc, login_command(svc), "running", PROMPT)
-    svc.machines.items[LAPTOP] = replace(svc.machines.items[LAPTOP], revoked_at=10)
+    svc.machine_logins.machines.items[LAPTOP] = replace(svc.machine_logins.machines.items[LAPTOP], revoked_at=10)
     with pytest.raises(Conflict) as err:
-        svc.relay_login_code(ME, login_id, {"code": CODE})
+        svc.machine_logins.relay_code(ME, login_id, {"code": CODE})
     assert err.value.code == "LOGIN_NOT_AWAITING_CODE"
     assert svc.flow_status(ME, login_id)["error"]["code"] == "MACHINE_UNLINKED"
 
@@ -372,12 +377,12 @@ def test_a_machine_unlinked_before_the_code_fails_the_login(svc):
 def test_a_failed_code_delivery_fails_the_login_and_stops_the_cli(svc):
     login_id = start(svc)["login_id"]
     report(svc, login_command(svc), "running", PROMPT)
-    svc.relay_login_code(ME, login_id, {"code": CODE})
-    (code_command,) = svc.commands.of(LAPTOP, "provider_login_code")
+    svc.machine_logins.relay_code(ME, login_id, {"code": CODE})
+    (code_command,) = svc.machine_logins.commands.of(LAPTOP, "provider_login_code")
     report(svc, code_command, "failed", error={"code": "LOGIN_FAILED", "message": "the CLI rejected the code"})
     view = svc.flow_status(ME, login_id)
     assert view["status"] == "error" and view["error"] == {"code": "LOGIN_FAILED", "message": "the CLI rejected the code"}
-    assert len(svc.commands.of(LAPTOP, "provider_login_cancel")) == 1
+    assert len(svc.machine_logins.commands.of(LAPTOP, "provider_login_cancel")) == 1
 
 
 # -- cancel, expiry, tenancy ---------------------------------------------------------------------------
@@ -387,12 +392,13 @@ def test_cancel_tells_the_machine_and_later_reports_change_nothing(svc):
     report(svc, login_command(svc), "running", PROMPT)
     assert svc.cancel_flow(ME, login_id) is None
     assert svc.flow_status(ME, login_id)["status"] == "cancelled"
-    assert [c["args"] for c in svc.commands.of(LAPTOP, "provider_login_cancel")] == [{"login_id": login_id}]
+    cancels = svc.machine_logins.commands.of(LAPTOP, "provider_login_cancel")
+    assert [c["args"] for c in cancels] == [{"login_id": login_id}]
     report(svc, login_command(svc), "succeeded")
     svc.cancel_flow(ME, login_id)  # cancelling again is a no-op
-    assert svc.connections.items == {} and len(svc.commands.of(LAPTOP, "provider_login_cancel")) == 1
+    assert svc.connections.items == {} and len(svc.machine_logins.commands.of(LAPTOP, "provider_login_cancel")) == 1
     with pytest.raises(Conflict):
-        svc.relay_login_code(ME, login_id, {"code": CODE})
+        svc.machine_logins.relay_code(ME, login_id, {"code": CODE})
 
 
 def test_a_login_expires_after_15_minutes(svc):
@@ -403,13 +409,13 @@ def test_a_login_expires_after_15_minutes(svc):
     svc.clock.advance(1)
     view = svc.flow_status(ME, login_id)
     assert view["status"] == "expired" and view["stage"] is None and view["prompt"] is None
-    assert svc.logins.get("usr_me", login_id).status == "expired"  # recorded, and the CLI told to stop
+    assert svc.machine_logins.logins.get("usr_me", login_id).status == "expired"  # recorded, and the CLI told to stop
     assert svc.flow_status(ME, login_id)["status"] == "expired"
-    assert len(svc.commands.of(LAPTOP, "provider_login_cancel")) == 1
+    assert len(svc.machine_logins.commands.of(LAPTOP, "provider_login_cancel")) == 1
     report(svc, login_command(svc), "succeeded")
     assert svc.connections.items == {}
     with pytest.raises(Conflict) as err:
-        svc.relay_login_code(ME, login_id, {"code": CODE})
+        svc.machine_logins.relay_code(ME, login_id, {"code": CODE})
     assert err.value.code == "LOGIN_NOT_AWAITING_CODE"
 
 
@@ -424,10 +430,10 @@ def test_another_users_login_is_404(svc):
     login_id = start(svc)["login_id"]
     report(svc, login_command(svc), "running", PROMPT)
     for call in (lambda: svc.flow_status(OTHER, login_id), lambda: svc.cancel_flow(OTHER, login_id),
-                 lambda: svc.relay_login_code(OTHER, login_id, {"code": CODE}),
+                 lambda: svc.machine_logins.relay_code(OTHER, login_id, {"code": CODE}),
                  lambda: svc.flow_status(ME, "login_" + "0" * 32), lambda: svc.flow_status(ME, "login_nope")):
         with pytest.raises(NotFound) as err:
             call()
         assert err.value.code == "LOGIN_NOT_FOUND"
     assert svc.flow_status(ME, login_id)["stage"] == "awaiting_user"
-    assert svc.commands.of(LAPTOP, "provider_login_code") == []
+    assert svc.machine_logins.commands.of(LAPTOP, "provider_login_code") == []

@@ -102,8 +102,6 @@ class Container:
     def providers(self):
         from relay_cloud.adapters.dynamo.accounts import AuditLog
         from relay_cloud.adapters.dynamo.connections import ConnectionRepository, DeviceFlowRepository
-        from relay_cloud.adapters.dynamo.daemons import DaemonRepository
-        from relay_cloud.adapters.dynamo.logins import WorkspaceLoginRepository
         from relay_cloud.adapters.dynamo.rate_limits import RateLimiter
         from relay_cloud.adapters.providers import ProviderClient
         from relay_cloud.adapters.workflows import StepFunctionsWorkflow
@@ -119,10 +117,25 @@ class Container:
             workflow=StepFunctionsWorkflow(self.boto_session.client("stepfunctions"),
                                            self.settings.device_flow_state_machine_arn),
             audit=AuditLog(),
+            machine_logins=_Lazy(lambda: self.machine_logins),
+            limiter=RateLimiter(),
+        )
+
+    @cached_property
+    def machine_logins(self):
+        """Provider logins run on the user's machine (workspace_login): prompts and codes relayed, never tokens."""
+        from relay_cloud.adapters.dynamo.accounts import AuditLog
+        from relay_cloud.adapters.dynamo.connections import ConnectionRepository
+        from relay_cloud.adapters.dynamo.daemons import DaemonRepository
+        from relay_cloud.adapters.dynamo.logins import WorkspaceLoginRepository
+        from relay_cloud.services.machine_logins import MachineLoginService
+
+        return MachineLoginService(
             logins=WorkspaceLoginRepository(),
             machines=DaemonRepository(),  # read-only: the machine a login runs on
             commands=_Lazy(lambda: self.commands),
-            limiter=RateLimiter(),
+            connections=ConnectionRepository(),
+            audit=AuditLog(),
         )
 
     @cached_property
@@ -152,13 +165,13 @@ class Container:
 
     @cached_property
     def commands(self):
-        """Commands queued for daemons; a finished provider login is handed to the providers service."""
+        """Commands queued for daemons; what the machine reports on a provider login moves that login on."""
         from relay_cloud.adapters.dynamo.accounts import AuditLog
         from relay_cloud.adapters.dynamo.daemons import DaemonRepository
         from relay_cloud.services.commands import CommandService
 
         def login_report(*report):
-            return self.providers.login_report(*report)
+            return self.machine_logins.report(*report)
 
         return CommandService(daemons=DaemonRepository(), audit=AuditLog(),
                               sinks=dict.fromkeys(LOGIN_COMMANDS, login_report))
