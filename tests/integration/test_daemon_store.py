@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from relay_cloud.adapters.dynamo.daemons import DaemonRepository, LinkRepository
+from relay_cloud.adapters.dynamo.rate_limits import RateLimiter
 from relay_cloud.domain.daemons import PENDING, Daemon, LinkRequest
 from relay_cloud.domain.errors import Conflict
+from relay_cloud.services.daemons import LOOKUP_SCOPE
 
 NOW = 1_800_000_000
 
@@ -66,8 +68,13 @@ def test_only_the_owner_revokes_and_the_owner_index_lists(backend):
     assert daemons.get("dmn_1").revoked_at == NOW + 3
 
 
-def test_failed_lookups_stop_at_the_limit(backend):
-    links = LinkRepository()
-    assert all(links.count_failed_lookup("usr_a", 7, limit=3, expires_at=NOW + 600) for _ in range(3))
-    assert not links.count_failed_lookup("usr_a", 7, limit=3, expires_at=NOW + 600)
-    assert links.failed_lookups("usr_a", 7) == 3 and links.failed_lookups("usr_a", 8) == 0
+def test_failed_lookups_stop_at_the_limit_and_are_read_per_window(backend):
+    """The service counts failed user-code lookups with the rate limiter and reads the count before
+    every lookup."""
+    limiter = RateLimiter()
+    assert limiter.count(LOOKUP_SCOPE, "usr_a", window_seconds=600, now=NOW) == 0
+    assert all(limiter.hit(LOOKUP_SCOPE, "usr_a", limit=3, window_seconds=600, now=NOW) for _ in range(3))
+    assert not limiter.hit(LOOKUP_SCOPE, "usr_a", limit=3, window_seconds=600, now=NOW + 599)
+    assert limiter.count(LOOKUP_SCOPE, "usr_a", window_seconds=600, now=NOW + 599) == 3
+    assert limiter.count(LOOKUP_SCOPE, "usr_b", window_seconds=600, now=NOW) == 0  # per user
+    assert limiter.count(LOOKUP_SCOPE, "usr_a", window_seconds=600, now=NOW + 600) == 0  # the next window

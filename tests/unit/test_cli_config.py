@@ -174,6 +174,23 @@ def test_load_rejects_a_broken_config(tmp_path, content):
         cfg.load(tmp_path)
 
 
+
+
+def test_load_linked_returns_the_dir_and_link_or_says_how_to_link(tmp_path, monkeypatch):
+    with pytest.raises(cfg.NoConfig) as missing:
+        cfg.load_linked(tmp_path)
+    assert missing.value.directory == tmp_path
+    assert str(missing.value) == f"this machine is not linked (no config in {tmp_path}); run relay-cloud link"
+
+    cfg.save(sample(), tmp_path)
+    assert cfg.load_linked(tmp_path) == (tmp_path, sample())
+    monkeypatch.setenv("RELAY_CLOUD_HOME", str(tmp_path))
+    assert cfg.load_linked() == (tmp_path, sample())  # no home: the default data dir
+
+    (tmp_path / "config.json").write_text("not json")
+    with pytest.raises(cfg.ConfigError) as broken:
+        cfg.load_linked(tmp_path)
+    assert not isinstance(broken.value, cfg.NoConfig)
 # --- machine id ----------------------------------------------------------------------------------------
 
 

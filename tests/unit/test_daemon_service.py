@@ -24,7 +24,7 @@ from relay_cloud.domain.daemons import (
 from relay_cloud.domain.errors import Conflict, NotFound, RateLimited, Unauthenticated, ValidationFailed
 from relay_cloud.domain.providers import Registry, built_in_providers
 from relay_cloud.services.daemons import DaemonService
-from tests.fakes import Clock, FakeAudit
+from tests.fakes import Clock, FakeAudit, FakeLimiter
 
 ME = Principal("usr_me", "sid", "csrf")
 OTHER = Principal("usr_other", "sid2", "csrf2")
@@ -37,7 +37,7 @@ class FakeLinks:
     """The link repository's conditions, in memory."""
 
     def __init__(self):
-        self.requests, self.guards, self.guesses = {}, {}, {}
+        self.requests, self.guards = {}, {}
         self.daemons = None  # the FakeDaemons the exchange writes to
         self.taken_codes = set()  # user codes that collide once (another live request holds them)
 
@@ -87,15 +87,6 @@ class FakeLinks:
         self.daemons.items[daemon_id] = replace(daemon, key_hash=key_hash)
         return True
 
-    def failed_lookups(self, user_id, window):
-        return self.guesses.get((user_id, window), 0)
-
-    def count_failed_lookup(self, user_id, window, *, limit, expires_at):
-        if self.guesses.get((user_id, window), 0) >= limit:
-            return False
-        self.guesses[(user_id, window)] = self.guesses.get((user_id, window), 0) + 1
-        return True
-
 
 class FakeDaemons:
     def __init__(self):
@@ -143,6 +134,13 @@ def service(clock):
                                            github_client_id="cid", github_client_secret=""))
     return DaemonService(links=links, daemons=daemons, audit=FakeAudit(), registry=registry,
                          public_url="https://relay.test", clock=clock)
+
+
+@pytest.fixture
+def limited(service):
+    """The service with its rate limits on: link requests per address, failed lookups per user."""
+    service.limiter = FakeLimiter()
+    return service
 
 
 def grant(device_code, **extra):
@@ -294,20 +292,20 @@ def test_approve_validates_allowed_providers(service):
     assert service.lookup(ME, code)["status"] == "pending"
 
 
-def test_failed_lookups_are_limited_per_user_per_window(service, clock):
-    code = service.device_authorization(DEVICE, requesting_ip=None)["user_code"]
+def test_failed_lookups_are_limited_per_user_per_window(limited, clock):
+    code = limited.device_authorization(DEVICE, requesting_ip=None)["user_code"]
     for guess in range(10):
         with pytest.raises(NotFound):
-            service.lookup(ME, "ZZZZ-ZZZ" + "BCDFGHJKLM"[guess])
-    for call in (lambda: service.lookup(ME, "ZZZZ-ZZZZ"), lambda: service.lookup(ME, code),
-                 lambda: service.approve(ME, code, {}), lambda: service.deny(ME, "garbage")):
+            limited.lookup(ME, "ZZZZ-ZZZ" + "BCDFGHJKLM"[guess])
+    for call in (lambda: limited.lookup(ME, "ZZZZ-ZZZZ"), lambda: limited.lookup(ME, code),
+                 lambda: limited.approve(ME, code, {}), lambda: limited.deny(ME, "garbage")):
         with pytest.raises(RateLimited) as raised:
             call()
         assert raised.value.status == 429 and raised.value.code == "RATE_LIMITED"
-    assert service.lookup(OTHER, code)["status"] == "pending"  # per user
+    assert limited.lookup(OTHER, code)["status"] == "pending"  # per user
     clock.advance(600)
     with pytest.raises(NotFound):  # a new window (the code has expired meanwhile)
-        service.lookup(ME, code)
+        limited.lookup(ME, code)
 
 
 def test_listing_presence_and_agents_follow_the_clock(service, clock):
@@ -496,26 +494,6 @@ def test_the_heartbeat_claim_is_a_format_check(header):
 
 
 # -- link requests per address (SPEC C14) -------------------------------------------------------------
-
-class FakeLimiter:
-    """The rate limiter's conditional counter, in memory: a hit counts only while the window is not full."""
-
-    def __init__(self):
-        self.counts = {}
-
-    def hit(self, scope, subject, *, limit, window_seconds, now):
-        window = (scope, subject, now // window_seconds)
-        if self.counts.get(window, 0) >= limit:
-            return False
-        self.counts[window] = self.counts.get(window, 0) + 1
-        return True
-
-
-@pytest.fixture
-def limited(service):
-    service.limiter = FakeLimiter()
-    return service
-
 
 def test_twenty_link_requests_per_address_then_429_slow_down_until_the_next_window(limited, clock):
     for _ in range(20):

@@ -622,6 +622,77 @@ class Panel {
   }
 }
 
+// A panel that follows a flow on the server (device sign-in, login on a machine): its polls, countdown
+// and pending requests end with it, and once connected it closes itself after a moment.
+class PollingPanel extends Panel {
+  constructor(page, provider, { className, testid }) {
+    super(page, provider);
+    this.className = className;
+    this.testid = testid;
+    this.pollTimer = null;
+    this.countdownTimer = null;
+    this.closeTimer = null;
+    this.controller = new AbortController();
+    this.stopped = false;
+  }
+
+  mount(slot) {
+    super.mount(slot);
+    this.el.classList.add(this.className);
+    this.el.dataset.testid = this.testid;
+  }
+
+  get signal() {
+    return this.controller.signal;
+  }
+
+  /** GET the followed flow: `{ view }`; `{ gone: true }` when the server no longer has it (404);
+   * `{ retry: true }` when the poll failed for now (network, 5xx, throttled); null when polling should
+   * just stop (the panel closed, the request was aborted, the session expired). */
+  async fetchFlow(id) {
+    try {
+      return { view: await api(`/api/providers/flows/${encodeURIComponent(id)}`, { signal: this.signal }) };
+    } catch (err) {
+      if (this.stopped || (err && err.name === "AbortError")) return null;
+      if (err && err.code === "SESSION_EXPIRED") {
+        this.stopTimers();
+        return null;
+      }
+      return err && err.status === 404 ? { gone: true } : { retry: true };
+    }
+  }
+
+  schedulePoll(delayMs) {
+    clearTimeout(this.pollTimer);
+    this.pollTimer = setTimeout(() => this.poll(), delayMs);
+  }
+
+  startCountdown() {
+    if (!this.countdownTimer) this.countdownTimer = setInterval(() => this.updateCountdown(), 1000);
+  }
+
+  stopTimers() {
+    clearTimeout(this.pollTimer);
+    clearInterval(this.countdownTimer);
+    this.pollTimer = null;
+    this.countdownTimer = null;
+  }
+
+  closeSoon() {
+    this.closeTimer = setTimeout(() => {
+      if (!this.stopped) this.page.closePanel(this.provider.id, { focus: false });
+    }, 2500);
+  }
+
+  destroy() {
+    this.stopped = true;
+    this.stopTimers();
+    clearTimeout(this.closeTimer);
+    this.controller.abort();
+    super.destroy();
+  }
+}
+
 class MethodsPanel extends Panel {
   render() {
     const p = this.provider;
@@ -783,43 +854,17 @@ const DEVICE_STATES = {
   cancelled: { text: "Cancelled", tone: "off" },
 };
 
-class DevicePanel extends Panel {
+class DevicePanel extends PollingPanel {
   constructor(page, provider) {
-    super(page, provider);
+    super(page, provider, { className: "pv-device", testid: "device-panel" });
     this.flow = null;
     this.status = "starting";
     this.message = "";
-    this.pollTimer = null;
-    this.countdownTimer = null;
-    this.closeTimer = null;
-    this.controller = new AbortController();
-    this.stopped = false;
   }
 
   mount(slot) {
     super.mount(slot);
-    this.el.classList.add("pv-device");
-    this.el.dataset.testid = "device-panel";
     this.start();
-  }
-
-  get signal() {
-    return this.controller.signal;
-  }
-
-  stopTimers() {
-    clearTimeout(this.pollTimer);
-    clearInterval(this.countdownTimer);
-    this.pollTimer = null;
-    this.countdownTimer = null;
-  }
-
-  destroy() {
-    this.stopped = true;
-    this.stopTimers();
-    clearTimeout(this.closeTimer);
-    this.controller.abort();
-    super.destroy();
   }
 
   async start() {
@@ -860,39 +905,28 @@ class DevicePanel extends Panel {
     this.el.dataset.flowId = this.flow.id;
     this.status = "pending";
     this.render();
-    this.countdownTimer = setInterval(() => this.updateCountdown(), 1000);
-    this.schedulePoll();
-  }
-
-  schedulePoll(delaySeconds = this.flow.interval) {
-    clearTimeout(this.pollTimer);
-    this.pollTimer = setTimeout(() => this.poll(), delaySeconds * 1000);
+    this.startCountdown();
+    this.schedulePoll(this.flow.interval * 1000);
   }
 
   async poll() {
     if (this.stopped || !this.flow || this.status !== "pending") return;
-    let data;
-    try {
-      data = await api(`/api/providers/flows/${encodeURIComponent(this.flow.id)}`, { signal: this.signal });
-    } catch (err) {
-      if (this.stopped || (err && err.name === "AbortError")) return;
-      if (err && err.code === "SESSION_EXPIRED") {
-        this.stopTimers();
-        return;
-      }
-      if (err && err.status === 404) {
-        this.finish("error", "This sign-in request no longer exists. Start a new one.");
-        return;
-      }
-      // Transient (network, 5xx, throttled): keep waiting, a little more slowly.
-      this.schedulePoll(Math.min(30, this.flow.interval * 2));
+    const polled = await this.fetchFlow(this.flow.id);
+    if (!polled) return;
+    if (polled.gone) {
+      this.finish("error", "This sign-in request no longer exists. Start a new one.");
+      return;
+    }
+    if (polled.retry) {
+      this.schedulePoll(Math.min(30, this.flow.interval * 2) * 1000); // keep waiting, a little more slowly
       return;
     }
     if (this.stopped || this.status !== "pending") return;
+    const data = polled.view;
     if (data && Number(data.interval) > 0) this.flow.interval = Math.max(1, Number(data.interval));
     const status = data && data.status;
     if (!status || status === "pending") {
-      this.schedulePoll();
+      this.schedulePoll(this.flow.interval * 1000);
       return;
     }
     if (status === "connected") {
@@ -916,9 +950,7 @@ class DevicePanel extends Panel {
       this.page.connected(data && data.provider && data.provider.id ? data.provider : null, {
         message: `${this.provider.display_name} connected${account ? ` as ${account}` : ""}`,
       });
-      this.closeTimer = setTimeout(() => {
-        if (!this.stopped) this.page.closePanel(this.provider.id, { focus: false });
-      }, 2500);
+      this.closeSoon();
     }
   }
 
@@ -1115,9 +1147,9 @@ function presenceBadge(daemon) {
   return el("span", { class: `mc-presence mc-presence-${p.tone}`, "data-presence": presence }, el("i", { "aria-hidden": "true" }), p.label);
 }
 
-class WorkspaceLoginPanel extends Panel {
+class WorkspaceLoginPanel extends PollingPanel {
   constructor(page, provider) {
-    super(page, provider);
+    super(page, provider, { className: "pv-wl", testid: "workspace-login-panel" });
     this.daemons = null; // null while loading
     this.machinesError = "";
     this.selected = null;
@@ -1126,42 +1158,16 @@ class WorkspaceLoginPanel extends Panel {
     this.login = null; // the login view, once started
     this.shown = "";
     this.sendingCode = false;
-    this.pollTimer = null;
-    this.countdownTimer = null;
-    this.closeTimer = null;
     this.failures = 0;
-    this.controller = new AbortController();
-    this.stopped = false;
   }
 
   mount(slot) {
     super.mount(slot);
-    this.el.classList.add("pv-wl");
-    this.el.dataset.testid = "workspace-login-panel";
     this.loadMachines();
-  }
-
-  get signal() {
-    return this.controller.signal;
   }
 
   get cli() {
     return CLI[this.provider.id] || { name: `${shortName(this.provider)}'s CLI`, login: null, install: null };
-  }
-
-  stopTimers() {
-    clearTimeout(this.pollTimer);
-    clearInterval(this.countdownTimer);
-    this.pollTimer = null;
-    this.countdownTimer = null;
-  }
-
-  destroy() {
-    this.stopped = true;
-    this.stopTimers();
-    clearTimeout(this.closeTimer);
-    this.controller.abort();
-    super.destroy();
   }
 
   machineName(daemonId) {
@@ -1305,38 +1311,26 @@ class WorkspaceLoginPanel extends Panel {
       this.finish();
       return;
     }
-    if (!this.countdownTimer) this.countdownTimer = setInterval(() => this.updateCountdown(), 1000);
-    this.schedulePoll();
-  }
-
-  schedulePoll(delay = LOGIN_POLL_MS) {
-    clearTimeout(this.pollTimer);
-    this.pollTimer = setTimeout(() => this.poll(), delay);
+    this.startCountdown();
+    this.schedulePoll(LOGIN_POLL_MS);
   }
 
   async poll() {
     if (this.stopped || !this.login || FINAL_LOGIN.has(this.login.status)) return;
-    let view;
-    try {
-      view = await api(`/api/providers/flows/${encodeURIComponent(this.login.login_id)}`, { signal: this.signal });
-    } catch (err) {
-      if (this.stopped || (err && err.name === "AbortError")) return;
-      if (err && err.code === "SESSION_EXPIRED") {
-        this.stopTimers();
-        return;
-      }
-      if (err && err.status === 404) {
-        this.show({ ...this.login, status: "error", error: { code: "LOGIN_NOT_FOUND", message: "This login no longer exists. Start a new one." } });
-        return;
-      }
-      // Transient (network, 5xx, throttled): keep waiting, a little more slowly.
-      this.failures += 1;
+    const polled = await this.fetchFlow(this.login.login_id);
+    if (!polled) return;
+    if (polled.gone) {
+      this.show({ ...this.login, status: "error", error: { code: "LOGIN_NOT_FOUND", message: "This login no longer exists. Start a new one." } });
+      return;
+    }
+    if (polled.retry) {
+      this.failures += 1; // keep waiting, a little more slowly
       this.schedulePoll(Math.min(15_000, LOGIN_POLL_MS * 2 ** this.failures));
       return;
     }
     if (this.stopped) return;
     this.failures = 0;
-    this.show(view);
+    this.show(polled.view);
   }
 
   finish() {
@@ -1344,9 +1338,7 @@ class WorkspaceLoginPanel extends Panel {
     if (this.login.status !== "connected") return;
     const machine = this.machineName(this.login.daemon_id);
     this.page.connected(null, { message: `${this.provider.display_name} connected on ${machine}` });
-    this.closeTimer = setTimeout(() => {
-      if (!this.stopped) this.page.closePanel(this.provider.id, { focus: false });
-    }, 2500);
+    this.closeSoon();
   }
 
   updateCountdown() {

@@ -31,6 +31,14 @@ class ConfigError(Exception):
     """The config file exists but cannot be read or is not ours."""
 
 
+class NoConfig(ConfigError):
+    """There is no config in the data dir: this machine is not linked (never was, or was unlinked)."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(f"this machine is not linked (no config in {directory}); run relay-cloud link")
+        self.directory = directory
+
+
 def data_dir(env: Mapping[str, str] | None = None) -> Path:
     """``$RELAY_CLOUD_HOME``, else ``$XDG_DATA_HOME/relay-cloud``, else ``~/.local/share/relay-cloud``.
 
@@ -126,6 +134,16 @@ def load(directory: Path | None = None) -> Config | None:
         return Config(**{name: _text(data, name) for name in Config.__dataclass_fields__})
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"{path} is not a valid relay-cloud config ({exc})") from None
+
+
+def load_linked(home: Path | None = None) -> tuple[Path, Config]:
+    """The data dir (``home``, else the default one) and the link saved in it, for the commands that need
+    one. Raises ``NoConfig`` when this machine is not linked, ``ConfigError`` when the config is unreadable."""
+    directory = data_dir() if home is None else Path(home)
+    linked = load(directory)
+    if linked is None:
+        raise NoConfig(directory)
+    return directory, linked
 
 
 def _text(data: dict, name: str) -> str:

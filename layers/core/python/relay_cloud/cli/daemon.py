@@ -326,13 +326,10 @@ def run(*, agents: list[str] | None = None, once: bool = False, home: Path | Non
         print(f"relay-cloud daemon: {text}", file=err, flush=True)
         return 1
 
-    directory = cfg.data_dir() if home is None else Path(home)
     try:
-        linked = cfg.load(directory)
-    except cfg.ConfigError as exc:
+        directory, linked = cfg.load_linked(home)
+    except cfg.ConfigError as exc:  # NoConfig included: its text says to run relay-cloud link
         return fail(str(exc))
-    if linked is None:
-        return fail(f"this machine is not linked (no config in {directory}); run relay-cloud link")
     try:
         inventory = [parse_agent(text) for text in agents or []]
     except ValueError as exc:

@@ -102,11 +102,8 @@ def run(*, target: str, content: str, from_agent: str | None = None, as_json: bo
         stdin: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    directory = cfg.data_dir() if home is None else Path(home)
     try:
-        linked = cfg.load(directory)
-        if linked is None:
-            raise SendError(f"this machine is not linked (no config in {directory}); run relay-cloud link")
+        _, linked = cfg.load_linked(home)
         daemon, agent = parse_target(target)
         if from_agent is not None and not is_agent_name(from_agent):
             raise SendError(f"--from {from_agent!r} must be 1-64 characters of A-Z a-z 0-9 . _ -")

@@ -25,14 +25,13 @@ def run(*, home: Path | None = None, out: TextIO | None = None, err: TextIO | No
     def say(text: str) -> None:
         print(text, file=out, flush=True)
 
-    directory = cfg.data_dir() if home is None else Path(home)
     try:
-        linked = cfg.load(directory)
+        directory, linked = cfg.load_linked(home)
+    except cfg.NoConfig as exc:
+        say(f"Not linked (no config in {exc.directory}) — run relay-cloud link")
+        return 1
     except cfg.ConfigError as exc:
         print(f"relay-cloud status: {exc}", file=err, flush=True)
-        return 1
-    if linked is None:
-        say(f"Not linked (no config in {directory}) — run relay-cloud link")
         return 1
 
     path = cfg.config_path(directory)

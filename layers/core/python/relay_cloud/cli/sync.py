@@ -63,14 +63,10 @@ def run(*, print_env: bool = False, home: Path | None = None, out: TextIO | None
     def note(text: str) -> None:
         print(f"relay-cloud sync: {text}", file=err, flush=True)
 
-    directory = cfg.data_dir() if home is None else Path(home)
     try:
-        linked = cfg.load(directory)
-    except cfg.ConfigError as exc:
+        directory, linked = cfg.load_linked(home)
+    except cfg.ConfigError as exc:  # NoConfig included: its text says to run relay-cloud link
         note(str(exc))
-        return 1
-    if linked is None:
-        note(f"this machine is not linked (no config in {directory}); run relay-cloud link")
         return 1
 
     try:

@@ -27,13 +27,12 @@ def run(*, home: Path | None = None, out: TextIO | None = None, err: TextIO | No
         print(f"relay-cloud unlink: {text}", file=err, flush=True)
         return 1
 
-    directory = cfg.data_dir() if home is None else Path(home)
     try:
-        linked = cfg.load(directory)
+        directory, linked = cfg.load_linked(home)
+    except cfg.NoConfig as exc:
+        return fail(f"this machine is not linked (no config in {exc.directory})")
     except cfg.ConfigError as exc:
         return fail(f"{exc}; remove it by hand if this machine should no longer be linked")
-    if linked is None:
-        return fail("this machine is not linked (no config in %s)" % directory)
 
     try:
         with client(linked.cloud_url, api_key=linked.api_key) as http:

@@ -52,6 +52,7 @@ from relay_cloud.domain.daemons import (
 )
 from relay_cloud.domain.errors import Conflict, NotFound, RateLimited, Unauthenticated, ValidationFailed
 
+LOOKUP_SCOPE = "link-lookup"  # the rate limiter's counter of failed user-code lookups, per user
 LOOKUP_LIMIT = 10  # failed user-code lookups per user and window
 LOOKUP_WINDOW_SECONDS = 600
 USER_CODE_ATTEMPTS = 5  # new codes tried when a user code is taken
@@ -67,7 +68,8 @@ class DaemonService:
     public_url: str
     clock: Callable[[], float] = time.time
     user_codes: Callable[[], str] = new_user_code  # tests pass a sequence to force a collision
-    limiter: object = None  # RateLimiter: link requests per address (SPEC C14); None = not limited
+    # RateLimiter (SPEC C14): link requests per address, failed user-code lookups per user; None = not limited
+    limiter: object = None
 
     def _now(self) -> int:
         return int(self.clock())
@@ -163,17 +165,15 @@ class DaemonService:
 
     # -- the dashboard: look up, approve, deny (session) ------------------------------------------
 
-    def _window(self, now: int) -> int:
-        return now // LOOKUP_WINDOW_SECONDS
-
     def _refuse_if_limited(self, user_id: str, now: int) -> None:
-        if self.links.failed_lookups(user_id, self._window(now)) >= LOOKUP_LIMIT:
+        """Only failed lookups count, but once a window holds LOOKUP_LIMIT of them every lookup is refused."""
+        if self.limiter is not None and self.limiter.count(
+                LOOKUP_SCOPE, user_id, window_seconds=LOOKUP_WINDOW_SECONDS, now=now) >= LOOKUP_LIMIT:
             raise RateLimited("Too many unknown codes; wait a few minutes", code="RATE_LIMITED")
 
     def _not_found(self, user_id: str, now: int) -> NotFound:
-        window = self._window(now)
-        if not self.links.count_failed_lookup(user_id, window, limit=LOOKUP_LIMIT,
-                                              expires_at=(window + 1) * LOOKUP_WINDOW_SECONDS + 60):
+        if self.limiter is not None and not self.limiter.hit(
+                LOOKUP_SCOPE, user_id, limit=LOOKUP_LIMIT, window_seconds=LOOKUP_WINDOW_SECONDS, now=now):
             return RateLimited("Too many unknown codes; wait a few minutes", code="RATE_LIMITED")
         return NotFound("No such link request, or it has expired", code="LINK_REQUEST_NOT_FOUND")
 

@@ -25,7 +25,7 @@ class RateLimiter:
         """Count one request of ``subject`` in ``scope``; False (nothing counted) when the current window
         already holds ``limit`` requests."""
         window = int(now) // window_seconds
-        item = RateLimitItem(keys.rate_limit_pk(scope, sha256_hex(subject)), keys.rate_limit_sk(window))
+        item = RateLimitItem(*_counter_key(scope, subject, window))
         with translated("update"):
             try:
                 item.update(actions=[RateLimitItem.count.add(1), RateLimitItem.type.set("RATE_LIMIT"),
@@ -37,3 +37,18 @@ class RateLimiter:
                 if is_condition_failure(exc):
                     return False
                 raise
+
+    def count(self, scope: str, subject: str, *, window_seconds: int, now: int) -> int:
+        """How many requests of ``subject`` the current window of ``scope`` holds (a strongly consistent
+        read, for limits that count only failures but refuse every request once the window is full)."""
+        with translated("get"):
+            try:
+                item = RateLimitItem.get(*_counter_key(scope, subject, int(now) // window_seconds),
+                                         consistent_read=True)
+            except RateLimitItem.DoesNotExist:
+                return 0
+        return int(item.count)
+
+
+def _counter_key(scope: str, subject: str, window: int) -> tuple[str, str]:
+    return keys.rate_limit_pk(scope, sha256_hex(subject)), keys.rate_limit_sk(window)
