@@ -39,6 +39,8 @@ def run(*, port: int = 8787, sandbox: bool = True) -> int:
         if sandbox:
             print(f"  sandbox GitHub: {stack.url}/_sandbox/github (sign in as anyone; nothing leaves this machine)",
                   flush=True)
+        print(f"  operator commands: AWS_ENDPOINT_URL={stack.moto_url} RELAY_TABLE_NAME={stack.env['RELAY_TABLE_NAME']} "
+              "relay-cloud admin set-plan LOGIN PLAN", flush=True)
         print("  press Ctrl-C to stop", flush=True)
         while not stopping.wait(0.5):
             pass

@@ -129,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--from", dest="from_agent", metavar="AGENT", default=None, help="the sending agent's name")
     send.add_argument("--json", action="store_true", help="the message is a JSON value, not text")
     send.set_defaults(handler=_send)
-    # Planned: admin, bench — each a parser here and a module under relay_cloud/cli.
+
+    from relay_cloud.cli import admin  # argparse only at import: the command imports pynamodb when it runs
+
+    admin.add_parser(commands)
+    # Planned: bench — a parser here and a module under relay_cloud/cli.
     return parser
 
 
