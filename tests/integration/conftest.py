@@ -13,6 +13,7 @@ import os
 
 from relay_cloud.adapters.dynamo.models import bind_table
 from relay_cloud.adapters.dynamo.table import create_table
+from relay_cloud.local import moto_dynamodb
 from tests.integration.dynamodb_local import start_or_skip
 
 REGION = "us-east-1"
@@ -76,6 +77,7 @@ def backend(request, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     name = f"relay-test-{uuid.uuid4().hex[:8]}"
     if request.param == "moto":
+        moto_dynamodb.install()  # concurrent transactions must not lose writes (moto alone does)
         with mock_aws():
             create_table(boto3.client("dynamodb", region_name="us-east-1"), name)
             bind_table(name, host=None, region="us-east-1")

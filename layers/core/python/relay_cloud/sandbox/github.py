@@ -14,7 +14,13 @@ OAuth device flow (docs.github.com "Authorizing OAuth apps" → "Device flow"):
                                        incorrect_device_code | unsupported_grant_type | incorrect_client_credentials
     GET  /login/device                the human page: enter the user code and a login, Authorize or Cancel
 REST API (docs.github.com/rest):
-    GET  /user, /user/emails, /user/repos (page, per_page, Link header)
+    GET  /user, /user/emails
+    GET  /user/repos                  page, per_page (≤ 100), sort (full_name | created | updated | pushed;
+                                       default full_name), direction (asc | desc; default asc for full_name,
+                                       else desc); a Link header with next/last/prev/first
+    GET  /repos/{owner}/{repo}        a public repository for anyone, a private one for its owner's token with
+                                       the ``repo`` scope, else 404 (as GitHub hides private repositories);
+                                       owner and name are case-insensitive
     DELETE /applications/{client_id}/grant, /applications/{client_id}/token (Basic client credentials)
 
 Like GitHub, token endpoint errors are HTTP 200 with an ``error`` field, JSON when ``Accept`` asks for it
@@ -27,6 +33,8 @@ Everything lives in memory behind locks; ``clock`` is injectable (tests move tim
 Sandbox control surface (SPEC §5; never faulted):
     POST /device/approve, /device/deny   {"user_code", "login"}: decide a pending device authorization
                                           (approve creates the user if new, as the authorize endpoint does)
+    POST /_repos                          {"login", "name", "private"?, "default_branch"?, "description"?}:
+                                          create a repository for a login (the user too, if new) → 201 its JSON
     GET|POST /_config                     {"device_interval", "device_expires_in"} (seconds; defaults 5 and 900)
     POST /_faults {"oauth_error": "slow_down", ...}  answers HTTP 200 {"error": "slow_down", "interval": n, ...}
 """
@@ -160,6 +168,7 @@ class GitHubSandbox(device.DeviceApproval, Sandbox):
         self._ids: set[int] = set()
         self._grants: dict[str, Grant] = {}
         self._tokens: dict[str, Token] = {}
+        self._created_repos: dict[str, list[dict]] = {}  # by lower-cased login: repositories made with /_repos
         self.settings = {"device_interval": DEFAULT_DEVICE_INTERVAL, "device_expires_in": DEFAULT_DEVICE_EXPIRES_IN}
         self.devices = device.DeviceStore()
         self.route("GET", "/login/oauth/authorize", self.authorize)
@@ -174,6 +183,8 @@ class GitHubSandbox(device.DeviceApproval, Sandbox):
         self.route("GET", "/user", self.get_user)
         self.route("GET", "/user/emails", self.get_emails)
         self.route("GET", "/user/repos", self.get_repos)
+        self.route("GET", "/repos/{owner}/{repo}", self.get_repo)
+        self.route("POST", "/_repos", self.create_repo)
         self.route("GET", "/avatars/u/{user_id}", self.avatar)
         self.route("DELETE", "/applications/{client_id}/grant", self.delete_grant)
         self.route("DELETE", "/applications/{client_id}/token", self.delete_token)
@@ -435,7 +446,8 @@ class GitHubSandbox(device.DeviceApproval, Sandbox):
             per_page = min(100, max(1, int(request.arg("per_page", "30") or 30)))
         except ValueError:
             return json_response({"message": "Invalid page or per_page"}, 422)
-        repos = self._repos(user, request, include_private=bool(token.scopes & {"repo"}))
+        repos = _sorted(self._repos(user, request, include_private=bool(token.scopes & {"repo"})),
+                        request.arg("sort", "full_name") or "full_name", request.arg("direction"))
         last = max(1, -(-len(repos) // per_page))
         chunk = repos[(page_no - 1) * per_page: page_no * per_page]
         headers = self._scope_headers(token, "")
@@ -445,46 +457,67 @@ class GitHubSandbox(device.DeviceApproval, Sandbox):
         return json_response(chunk, headers=headers)
 
     def _repos(self, user: User, request: Request, *, include_private: bool) -> list[dict]:
+        """Every repository of ``user``: the generated ones and those made with ``/_repos``."""
         base = self._base(request)
-        owner = {
-            "login": user.login, "id": user.id, "type": "User", "site_admin": False,
-            "avatar_url": f"{base}/avatars/u/{user.id}?v=4", "html_url": f"{base}/{user.login}",
-        }
-        repos = []
+        specs = []
         for i in range(REPOS_PER_USER):
             name = f"{_REPO_WORDS[i % len(_REPO_WORDS)]}-{_REPO_KINDS[i % len(_REPO_KINDS)]}"
             if i >= len(_REPO_WORDS):
                 name += f"-{i // len(_REPO_WORDS) + 1}"
-            private = i % 5 == 4
-            if private and not include_private:
-                continue
-            full_name = f"{user.login}/{name}"
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1_700_000_000 + i * 86_400))
-            repos.append({
-                "id": user.id * 100 + i,
-                "node_id": base64.b64encode(f"010:Repository{user.id * 100 + i}".encode()).decode(),
-                "name": name,
-                "full_name": full_name,
-                "private": private,
-                "visibility": "private" if private else "public",
-                "owner": owner,
-                "html_url": f"{base}/{full_name}",
-                "description": f"Sandbox repository {i + 1} of {user.login}",
-                "fork": i % 9 == 8,
-                "url": f"{base}/repos/{full_name}",
-                "clone_url": f"{base}/{full_name}.git",
-                "ssh_url": f"git@sandbox.github.test:{full_name}.git",
-                "default_branch": "main",
-                "language": _LANGUAGES[i % len(_LANGUAGES)],
-                "archived": False,
-                "disabled": False,
-                "stargazers_count": (i * 7) % 50,
-                "created_at": stamp,
-                "updated_at": stamp,
-                "pushed_at": stamp,
-                "permissions": {"admin": True, "maintain": True, "push": True, "triage": True, "pull": True},
+            specs.append({
+                "id": user.id * 100 + i, "name": name, "private": i % 5 == 4,
+                "description": f"Sandbox repository {i + 1} of {user.login}", "fork": i % 9 == 8,
+                "default_branch": "main", "language": _LANGUAGES[i % len(_LANGUAGES)],
+                "stargazers_count": (i * 7) % 50, "created": 1_700_000_000 + i * 86_400,
             })
-        return repos
+        with self._lock:
+            specs += [dict(spec) for spec in self._created_repos.get(user.login.lower(), ())]
+        return [_repo_json(user, spec, base) for spec in specs if include_private or not spec["private"]]
+
+    def get_repo(self, request: Request) -> Response:
+        """GitHub's "Get a repository": private repositories of others are 404, exactly like missing ones."""
+        viewer = None
+        if request.headers.get("authorization"):
+            auth = self._authenticated(request)
+            if isinstance(auth, Response):
+                return auth  # a bad token is 401 even for a public repository, as on GitHub
+            viewer = auth
+        with self._lock:
+            owner = self._users.get(request.params["owner"].lower())
+        wanted = request.params["repo"].lower()
+        if owner is not None:
+            sees_private = viewer is not None and viewer[1].login.lower() == owner.login.lower() and "repo" in viewer[0].scopes
+            for repo in self._repos(owner, request, include_private=sees_private):
+                if repo["name"].lower() == wanted:
+                    return json_response(repo, headers=self._scope_headers(viewer[0], "repo") if viewer else [])
+        return json_response({"message": "Not Found", "documentation_url": DOCS + "/rest/repos/repos#get-a-repository",
+                              "status": "404"}, 404)
+
+    def create_repo(self, request: Request) -> Response:
+        """Control surface: a repository for ``login`` (created if new), as GitHub's create would make it."""
+        data = request.json()
+        if not isinstance(data, dict):
+            return json_response({"message": "Expected a JSON object"}, 400)
+        login, name = str(data.get("login") or ""), str(data.get("name") or "")
+        if not _valid_login(login) or not name or len(name) > 100 or not all(
+                c.isascii() and (c.isalnum() or c in "._-") for c in name) or name in (".", ".."):
+            return json_response({"message": "Validation Failed", "errors": [
+                {"resource": "Repository", "code": "custom", "field": "name", "message": "name is invalid"}]}, 422)
+        user = self.ensure_user(login)
+        if any(repo["name"].lower() == name.lower() for repo in self._repos(user, request, include_private=True)):
+            return json_response({"message": "Repository creation failed.", "errors": [
+                {"resource": "Repository", "code": "custom", "field": "name",
+                 "message": "name already exists on this account"}]}, 422)
+        with self._lock:
+            created = self._created_repos.setdefault(user.login.lower(), [])
+            spec = {
+                "id": user.id * 100 + 50 + len(created), "name": name, "private": bool(data.get("private")),
+                "description": str(data["description"]) if data.get("description") else None, "fork": False,
+                "default_branch": str(data.get("default_branch") or "main"), "language": None,
+                "stargazers_count": 0, "created": int(self.clock()),
+            }
+            created.append(spec)
+        return json_response(_repo_json(user, spec, self._base(request)), 201)
 
     def avatar(self, request: Request) -> Response:
         user_id = request.params.get("user_id", "0")
@@ -577,6 +610,51 @@ def _device_error(request: Request, error: str, *, status: int = 200, **extra) -
         **extra,
     }
     return _form_or_json(request, body, status)
+
+
+def _repo_json(user: User, spec: dict, base: str) -> dict:
+    """A repository as GitHub's REST API renders it (the fields our clients and most others read)."""
+    owner = {
+        "login": user.login, "id": user.id, "type": "User", "site_admin": False,
+        "avatar_url": f"{base}/avatars/u/{user.id}?v=4", "html_url": f"{base}/{user.login}",
+    }
+    full_name = f"{user.login}/{spec['name']}"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(spec["created"]))
+    return {
+        "id": spec["id"],
+        "node_id": base64.b64encode(f"010:Repository{spec['id']}".encode()).decode(),
+        "name": spec["name"],
+        "full_name": full_name,
+        "private": spec["private"],
+        "visibility": "private" if spec["private"] else "public",
+        "owner": owner,
+        "html_url": f"{base}/{full_name}",
+        "description": spec["description"],
+        "fork": spec["fork"],
+        "url": f"{base}/repos/{full_name}",
+        "clone_url": f"{base}/{full_name}.git",
+        "ssh_url": f"git@sandbox.github.test:{full_name}.git",
+        "default_branch": spec["default_branch"],
+        "language": spec["language"],
+        "archived": False,
+        "disabled": False,
+        "stargazers_count": spec["stargazers_count"],
+        "created_at": stamp,
+        "updated_at": stamp,
+        "pushed_at": stamp,
+        "permissions": {"admin": True, "maintain": True, "push": True, "triage": True, "pull": True},
+    }
+
+
+def _sorted(repos: list[dict], sort: str, direction: str | None) -> list[dict]:
+    """GitHub's ordering of /user/repos: ``sort`` full_name (default, ascending) or created, updated or
+    pushed (descending unless ``direction`` says otherwise)."""
+    field = {"created": "created_at", "updated": "updated_at", "pushed": "pushed_at"}.get(sort)
+    if field is None:
+        ordered = sorted(repos, key=lambda r: r["full_name"].lower())
+        return ordered[::-1] if direction == "desc" else ordered
+    ordered = sorted(repos, key=lambda r: (r[field], r["id"]))
+    return ordered if direction == "asc" else ordered[::-1]
 
 
 def _link_header(url: str, query: dict[str, list[str]], page_no: int, per_page: int, last: int) -> str:
