@@ -3,6 +3,9 @@
 ``refresh_sweep``: every 5 minutes, refresh the OAuth connections whose refresh is due (SPEC C3). The
 sweep stops taking new credentials early enough to finish the ones in flight (provider retries included)
 before the function times out; whatever it leaves behind stays in its bucket for the next run.
+
+``workspace_reconcile``: every 5 minutes, every running or moving workspace follows its machine's state as
+the compute provider reports it (docs/design/workspaces.md), closing running periods into the meter.
 """
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -25,4 +28,15 @@ def refresh_sweep(event: dict, context: LambdaContext) -> dict:
                         ("RefreshErrors", report.errors), ("RefreshItemsRead", report.items_read)):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     logger.info("token refresh sweep", extra={"report": report.as_dict()})
+    return report.as_dict()
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def workspace_reconcile(event: dict, context: LambdaContext) -> dict:
+    report = container().workspaces.reconcile()
+    for name, value in (("WorkspacesChecked", report.checked), ("WorkspacesMoved", report.moved),
+                        ("WorkspaceReconcileErrors", report.errors)):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    logger.info("workspace reconcile", extra={"report": report.as_dict()})
     return report.as_dict()

@@ -22,6 +22,18 @@ class StepFunctionsWorkflow:
             raise DependencyUnavailable("The workflow could not be started", code="WORKFLOW_UNAVAILABLE") from exc
         return response["executionArn"]
 
+    def status(self, execution_arn: str) -> str | None:
+        """The execution's status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE), or
+        None when there is no such execution."""
+        try:
+            return self._client.describe_execution(executionArn=execution_arn)["status"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("ExecutionDoesNotExist", "InvalidArn"):
+                return None
+            raise DependencyUnavailable("The workflow could not be read", code="WORKFLOW_UNAVAILABLE") from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable("The workflow could not be read", code="WORKFLOW_UNAVAILABLE") from exc
+
     def stop(self, execution_arn: str, *, cause: str) -> None:
         try:
             self._client.stop_execution(executionArn=execution_arn, cause=cause)

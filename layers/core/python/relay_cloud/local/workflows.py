@@ -1,9 +1,11 @@
 """The local stack's Step Functions resources, from the same ASL files the CDK stack deploys.
 
 ``bootstrap()`` creates (where missing) the workflows Lambda function — a placeholder zip: its invokes
-are served in-process by ``relay_cloud.local.lambdas`` — and the device-flow state machine from
-``workflows/device_flow.asl.json`` with ``${DeviceFlowTaskArn}`` replaced by that function's ARN, the
-substitution the CDK stack makes with ``definition_substitutions``.
+are served in-process by ``relay_cloud.local.lambdas`` — and the state machines: the device flow from
+``workflows/device_flow.asl.json`` with ``${DeviceFlowTaskArn}`` replaced by that function's ARN, and the
+workspace provisioning and teardown from ``provision_workspace.asl.json`` / ``delete_workspace.asl.json``
+with ``${WorkspaceTaskArn}`` replaced by it: the substitutions the CDK stack makes with
+``definition_substitutions``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,19 @@ from relay_cloud.local.repo import REPO_ROOT
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 DEVICE_FLOW_ASL = WORKFLOWS_DIR / "device_flow.asl.json"
 DEVICE_FLOW_TASK_PLACEHOLDER = "${DeviceFlowTaskArn}"
+PROVISION_ASL = WORKFLOWS_DIR / "provision_workspace.asl.json"
+TEARDOWN_ASL = WORKFLOWS_DIR / "delete_workspace.asl.json"
+WORKSPACE_TASK_PLACEHOLDER = "${WorkspaceTaskArn}"
 
 WORKFLOWS_FUNCTION = "relay-cloud-workflows"  # relay_cloud.local.lambdas.function_name("workflows")
 DEVICE_FLOW_STATE_MACHINE = "relay-cloud-device-flow"
+PROVISION_STATE_MACHINE = "relay-cloud-provision-workspace"
+TEARDOWN_STATE_MACHINE = "relay-cloud-delete-workspace"
+# The other state machines: (name, ASL file, placeholder, the setting that names its ARN).
+WORKSPACE_MACHINES = (
+    (PROVISION_STATE_MACHINE, PROVISION_ASL, WORKSPACE_TASK_PLACEHOLDER, "RELAY_PROVISION_STATE_MACHINE_ARN"),
+    (TEARDOWN_STATE_MACHINE, TEARDOWN_ASL, WORKSPACE_TASK_PLACEHOLDER, "RELAY_TEARDOWN_STATE_MACHINE_ARN"),
+)
 WORKFLOWS_ROLE = "relay-cloud-local-workflows"
 _TRUST = {
     "Version": "2012-10-17",
@@ -28,11 +40,15 @@ _TRUST = {
 }
 
 
+def definition(path, placeholder: str, task_arn: str) -> str:
+    text = path.read_text()
+    if placeholder not in text:
+        raise ValueError(f"{path} has no {placeholder} placeholder")
+    return text.replace(placeholder, task_arn)
+
+
 def device_flow_definition(task_arn: str) -> str:
-    text = DEVICE_FLOW_ASL.read_text()
-    if DEVICE_FLOW_TASK_PLACEHOLDER not in text:
-        raise ValueError(f"{DEVICE_FLOW_ASL} has no {DEVICE_FLOW_TASK_PLACEHOLDER} placeholder")
-    return text.replace(DEVICE_FLOW_TASK_PLACEHOLDER, task_arn)
+    return definition(DEVICE_FLOW_ASL, DEVICE_FLOW_TASK_PLACEHOLDER, task_arn)
 
 
 def placeholder_zip() -> bytes:
@@ -69,3 +85,21 @@ def bootstrap(session, endpoint_url: str) -> tuple[str, bool]:
         )["stateMachineArn"]
         created = True
     return arn, created
+
+
+def bootstrap_workspace_machines(session, endpoint_url: str) -> tuple[dict[str, str], bool]:
+    """({setting name: state machine ARN} of the provisioning and teardown machines, whether anything had
+    to be created). Run after ``bootstrap()``: they invoke the same workflows function."""
+    lambda_, sfn = (session.client(name, endpoint_url=endpoint_url) for name in ("lambda", "stepfunctions"))
+    function = lambda_.get_function(FunctionName=WORKFLOWS_FUNCTION)["Configuration"]
+    machines = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines().get("stateMachines", [])}
+    arns, created = {}, False
+    for name, path, placeholder, setting in WORKSPACE_MACHINES:
+        if name not in machines:
+            machines[name] = sfn.create_state_machine(
+                name=name, definition=definition(path, placeholder, function["FunctionArn"]),
+                roleArn=function["Role"], type="STANDARD",
+            )["stateMachineArn"]
+            created = True
+        arns[setting] = machines[name]
+    return arns, created
