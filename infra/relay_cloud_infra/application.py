@@ -8,7 +8,7 @@ from pathlib import Path
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from .function import custom_providers_context
+from .function import custom_providers_context, workspace_sizes_context
 from .stack import RelayCloudStack
 
 STACK_NAME = "RelayCloud"
@@ -48,6 +48,10 @@ def build_app(
         github_client_id=str(_context(app, "github_client_id", "")),
         custom_providers=custom_providers_context(app.node.try_get_context("custom_providers")),
         alarm_email=_context(app, "alarm_email"),
+        fly_org=str(_context(app, "fly_org", "personal")),
+        workspace_region=str(_context(app, "workspace_region", "iad")),
+        workspace_image=str(_context(app, "workspace_image", "")),
+        workspace_sizes=workspace_sizes_context(app.node.try_get_context("workspace_sizes")),
         api_rate_limit=int(_context(app, "api_rate_limit", 100)),
         api_burst_limit=int(_context(app, "api_burst_limit", 200)),
     )

@@ -22,8 +22,12 @@ if TYPE_CHECKING:
     from .workflows import Workflows
 
 METRICS_NAMESPACE = "AgentRelayCloud"
-KNOWN_GRANTS = ("table:read", "table:write", "vault", "github_secret", "workflow:device_flow")
+KNOWN_GRANTS = ("table:read", "table:write", "vault", "github_secret", "workflow:device_flow", "fly_secret",
+                "workflow:provision", "workflow:teardown")
 DEVICE_FLOW_ARN_VARIABLE = "RELAY_DEVICE_FLOW_STATE_MACHINE_ARN"
+PROVISION_ARN_VARIABLE = "RELAY_PROVISION_STATE_MACHINE_ARN"
+TEARDOWN_ARN_VARIABLE = "RELAY_TEARDOWN_STATE_MACHINE_ARN"
+FLY_TOKEN_ARN_VARIABLE = "RELAY_FLY_API_TOKEN_ARN"
 CUSTOM_PROVIDERS_VARIABLE = "RELAY_CUSTOM_PROVIDERS"
 CUSTOM_PROVIDER_URLS = ("device_authorization_url", "token_url", "revoke_url", "userinfo_url")
 CUSTOM_PROVIDER_REQUIRED = ("device_authorization_url", "token_url")  # for the device flow
@@ -46,12 +50,16 @@ class FunctionSpecLike(Protocol):
 @dataclass(frozen=True)
 class Resources:
     """What grants refer to: ``table:*`` → table, ``vault`` → vault key, ``github_secret`` → secret,
-    ``workflow:device_flow`` → the device-flow state machine (None until the workflows construct exists)."""
+    ``workflow:device_flow`` / ``workflow:provision`` / ``workflow:teardown`` → those state machines (None
+    until the workflows construct exists), ``fly_secret`` → the Fly API token's secret, with the Fly and
+    workspace settings (``fly_environment``) every function that talks to Fly reads."""
 
     table: dynamodb.ITableV2
     vault: Vault
     github_secret: secretsmanager.ISecret
     workflows: Workflows | None = None
+    fly_secret: secretsmanager.ISecret | None = None
+    fly_environment: Mapping[str, str] | None = None
 
 
 def production_environment(
@@ -126,6 +134,21 @@ def custom_providers_context(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
+def workspace_sizes_context(value) -> str:
+    """Context ``workspace_sizes``: JSON (or, from cdk.json, the object itself) of the named machine sizes,
+    validated at synth as the functions validate ``RELAY_WORKSPACE_SIZES``; "" = the defaults."""
+    if value in (None, ""):
+        return ""
+    raw = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    from relay_cloud.domain.compute import SizeError, parse_sizes
+
+    try:
+        parse_sizes(raw)
+    except SizeError as exc:
+        raise ValueError(f"context workspace_sizes: {exc}") from exc
+    return raw
+
+
 class RelayFunction(Construct):
     """A Lambda function with the project's defaults.
 
@@ -194,11 +217,22 @@ class RelayFunction(Construct):
 
     @staticmethod
     def _grant_environment(spec: FunctionSpecLike, resources: Resources) -> dict[str, str]:
-        if "workflow:device_flow" not in spec.grants:
-            return {}
-        if resources.workflows is None:
-            raise ValueError(f"function {spec.name}: grant workflow:device_flow needs the workflows construct first")
-        return {DEVICE_FLOW_ARN_VARIABLE: resources.workflows.device_flow.state_machine_arn}
+        environment = {}
+        machines = {"workflow:device_flow": (DEVICE_FLOW_ARN_VARIABLE, "device_flow"),
+                    "workflow:provision": (PROVISION_ARN_VARIABLE, "provision"),
+                    "workflow:teardown": (TEARDOWN_ARN_VARIABLE, "teardown")}
+        for grant, (variable, attribute) in machines.items():
+            if grant not in spec.grants:
+                continue
+            if resources.workflows is None:
+                raise ValueError(f"function {spec.name}: grant {grant} needs the workflows construct first")
+            environment[variable] = getattr(resources.workflows, attribute).state_machine_arn
+        if "fly_secret" in spec.grants:
+            if resources.fly_secret is None:
+                raise ValueError(f"function {spec.name}: grant fly_secret needs the Fly token secret")
+            environment |= {**dict(resources.fly_environment or {}),
+                            FLY_TOKEN_ARN_VARIABLE: resources.fly_secret.secret_arn}
+        return environment
 
     def _grant(self, grants: tuple[str, ...], resources: Resources) -> None:
         for grant in grants:
@@ -212,3 +246,9 @@ class RelayFunction(Construct):
                 resources.github_secret.grant_read(self.function)
             elif grant == "workflow:device_flow":
                 resources.workflows.grant_device_flow(self.function)
+            elif grant == "workflow:provision":
+                resources.workflows.grant_provision(self.function)
+            elif grant == "workflow:teardown":
+                resources.workflows.grant_teardown(self.function)
+            elif grant == "fly_secret":
+                resources.fly_secret.grant_read(self.function)

@@ -47,6 +47,10 @@ class RelayCloudStack(Stack):
         github_client_id: str = "",
         custom_providers: str = "",
         alarm_email: str | None = None,
+        fly_org: str = "personal",
+        workspace_region: str = "iad",
+        workspace_image: str = "",
+        workspace_sizes: str = "",
         api_rate_limit: int = 100,
         api_burst_limit: int = 200,
         **kwargs,
@@ -59,6 +63,11 @@ class RelayCloudStack(Stack):
             self,
             "GitHubClientSecret",
             description="Client secret of the GitHub OAuth app; set its value after the first deploy",
+        )
+        self.fly_secret = secretsmanager.Secret(
+            self,
+            "FlyApiToken",
+            description="Fly.io org API token for workspaces' compute; set its value after the first deploy",
         )
         self.layer = lambda_.LayerVersion(
             self,
@@ -81,7 +90,14 @@ class RelayCloudStack(Stack):
         self.public_url = f"https://{public_host}"
         self.monitoring = Monitoring(self, "Monitoring", alarm_email=alarm_email)
 
-        self._resources = Resources(table=self.data.table, vault=self.vault, github_secret=self.github_secret)
+        # What every function granted fly_secret reads besides the token's ARN (see relay_cloud.config).
+        fly_environment = {"RELAY_FLY_ORG": fly_org, "RELAY_WORKSPACE_REGION": workspace_region}
+        if workspace_image:
+            fly_environment["RELAY_WORKSPACE_IMAGE"] = workspace_image
+        if workspace_sizes:
+            fly_environment["RELAY_WORKSPACE_SIZES"] = workspace_sizes
+        self._resources = Resources(table=self.data.table, vault=self.vault, github_secret=self.github_secret,
+                                    fly_secret=self.fly_secret, fly_environment=fly_environment)
         self._environment = production_environment(
             table_name=self.data.table.table_name,
             kms_key_id=self.vault.key.key_arn,
@@ -99,7 +115,8 @@ class RelayCloudStack(Stack):
             self.workflows = Workflows(self, "Workflows", task_spec=task_spec, make_function=self._function)
             self.functions[task_spec.name] = self.workflows.task
             self._resources = replace(self._resources, workflows=self.workflows)
-            self.monitoring.watch_state_machine("device-flow", self.workflows.device_flow)
+            for name, machine in self.workflows.state_machines.items():
+                self.monitoring.watch_state_machine(name, machine)
         for spec in functions:
             if spec.name in self.functions:
                 continue
@@ -120,8 +137,11 @@ class RelayCloudStack(Stack):
         CfnOutput(self, "TableName", value=self.data.table.table_name)
         CfnOutput(self, "GitHubClientSecretArn", value=self.github_secret.secret_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(self, "FlyApiTokenSecretArn", value=self.fly_secret.secret_arn)
         if self.workflows is not None:
             CfnOutput(self, "DeviceFlowStateMachineArn", value=self.workflows.device_flow.state_machine_arn)
+            CfnOutput(self, "ProvisionWorkspaceStateMachineArn", value=self.workflows.provision.state_machine_arn)
+            CfnOutput(self, "DeleteWorkspaceStateMachineArn", value=self.workflows.teardown.state_machine_arn)
 
         nag.acknowledge(self)
 

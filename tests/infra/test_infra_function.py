@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_lambda as lambda_
@@ -34,6 +36,7 @@ def scaffold(tmp_path):
     resources = Resources(
         table=Data(stack, "Data").table, vault=Vault(stack, "Vault"),
         github_secret=secretsmanager.Secret(stack, "Secret"),
+        fly_secret=secretsmanager.Secret(stack, "FlySecret"), fly_environment={"RELAY_FLY_ORG": "relay"},
     )
     return stack, layer, resources
 
@@ -89,6 +92,13 @@ def test_a_function_without_routes_is_accepted(scaffold):
     spec = next(spec for spec in FUNCTIONS if not spec.routes)
     function = _function_for(scaffold, spec)
     assert function.spec is spec
+
+
+def test_the_fly_grant_needs_the_fly_secret(scaffold):
+    stack, layer, resources = scaffold
+    spec = next(spec for spec in FUNCTIONS if "fly_secret" in spec.grants and "workflow:provision" not in spec.grants)
+    with pytest.raises(ValueError, match="Fly token secret"):
+        _function_for((stack, layer, replace(resources, fly_secret=None)), spec)
 
 
 def test_the_device_flow_grant_needs_the_workflows_construct(scaffold):

@@ -113,7 +113,10 @@ def test_no_policy_grants_kms_wildcards_or_encrypt_on_the_vault(resources):
 
 def test_grants_follow_the_manifest(resources):
     statements = statements_by_role(resources)
-    secret = next(iter(of_type(resources, "AWS::SecretsManager::Secret")))
+    (secret,) = [lid for lid, res in of_type(resources, "AWS::SecretsManager::Secret").items()
+                 if "GitHub" in props(res).get("Description", "")]
+    (fly_secret,) = [lid for lid, res in of_type(resources, "AWS::SecretsManager::Secret").items()
+                     if "Fly.io" in props(res).get("Description", "")]
     for fn in relay_functions(resources).values():
         spec = SPECS.get(service_name(fn))
         if spec is None:
@@ -125,6 +128,8 @@ def test_grants_follow_the_manifest(resources):
             mentions(s["Resource"], secret) for s in statements.get(role_of(fn), [])
         )
         assert reads_secret == ("github_secret" in spec.grants), spec.name
+        reads_fly = any(mentions(s["Resource"], fly_secret) for s in statements.get(role_of(fn), []))
+        assert reads_fly == ("fly_secret" in spec.grants), spec.name
 
 
 # --- functions --------------------------------------------------------------------------------------

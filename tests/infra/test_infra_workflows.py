@@ -1,6 +1,7 @@
-"""The workflows construct: the device-flow state machine deployed from the same ASL file the local stack
-executes, its task function (no route), least-privilege grants both ways, logging without execution data,
-alarms on failed and timed-out executions, and the custom providers' configuration."""
+"""The workflows construct: the device-flow, workspace provisioning and teardown state machines deployed
+from the same ASL files the local stack executes, their task function (no route), least-privilege grants
+both ways, logging without execution data, alarms on failed and timed-out executions, and the custom
+providers' configuration."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ import pytest
 from cdk_template_helpers import as_list, of_type, props, relay_functions, role_of, service_name, statements_by_role
 from infra_build import build
 from relay_cloud_infra.function import SandboxConfigurationError
-from relay_cloud_infra.workflows import DEVICE_FLOW_ASL, DEVICE_FLOW_TASK_SUBSTITUTION
+from relay_cloud_infra.workflows import (
+    DEVICE_FLOW_ASL,
+    DEVICE_FLOW_TASK_SUBSTITUTION,
+    PROVISION_ASL,
+    TEARDOWN_ASL,
+    WORKSPACE_TASK_SUBSTITUTION,
+)
 
 from functions.manifest import FUNCTIONS, SCHEDULES
 from relay_cloud.local import workflows as local_workflows
@@ -20,8 +27,14 @@ GRANTEES = {spec.name for spec in FUNCTIONS if "workflow:device_flow" in spec.gr
 PLACEHOLDER = "${" + DEVICE_FLOW_TASK_SUBSTITUTION + "}"
 
 
+def _machines(resources, substitution: str) -> dict[str, dict]:
+    return {lid: machine for lid, machine in of_type(resources, "AWS::StepFunctions::StateMachine").items()
+            if substitution in props(machine)["DefinitionSubstitutions"]}
+
+
 def _machine(resources) -> tuple[str, dict]:
-    (machine,) = of_type(resources, "AWS::StepFunctions::StateMachine").items()
+    """The device-flow state machine."""
+    (machine,) = _machines(resources, DEVICE_FLOW_TASK_SUBSTITUTION).items()
     return machine
 
 
@@ -114,7 +127,8 @@ def test_device_flow_grant_starts_this_machine_and_stops_only_its_executions(res
                                     {"Fn::GetAtt": [machine_id, "Name"]}, ":*"]]}
     for name, (_, fn) in _functions_by_name(resources).items():
         states = [s for s in statements.get(role_of(fn), [])
-                  if any(a.startswith("states:") for a in as_list(s["Action"]))]
+                  if any(a.startswith("states:") for a in as_list(s["Action"]))
+                  and s["Resource"] in ({"Ref": machine_id}, executions)]
         variables = props(fn)["Environment"]["Variables"]
         if name in GRANTEES:
             assert sorted(states, key=lambda s: s["Action"]) == [
@@ -161,7 +175,7 @@ def test_custom_providers_reach_only_the_vault_functions(web_dir, tmp_path_facto
     from aws_cdk.assertions import Template
 
     resources = Template.from_stack(stack).to_json()["Resources"]
-    scheduled = {spec.name for spec in SCHEDULES}  # schedule targets get the vault grant by default
+    scheduled = {spec.name for spec in SCHEDULES if "vault" in spec.grants}
     for name, (_, fn) in _functions_by_name(resources).items():
         variables = props(fn)["Environment"]["Variables"]
         if name in VAULT_FUNCTIONS | scheduled:
@@ -184,7 +198,7 @@ def test_only_the_vault_functions_may_read_custom_provider_secrets(web_dir, tmp_
                 assert statement["Action"] == "secretsmanager:GetSecretValue"
                 readers.update(role["Ref"] for role in resource["Properties"]["Roles"])
     roles = {props(fn)["Role"]["Fn::GetAtt"][0]: name for name, (_, fn) in _functions_by_name(resources).items()}
-    scheduled = {spec.name for spec in SCHEDULES}
+    scheduled = {spec.name for spec in SCHEDULES if "vault" in spec.grants}
     assert {roles[r] for r in readers} == (VAULT_FUNCTIONS | scheduled) & set(roles.values())
 
 
@@ -212,3 +226,114 @@ def test_sandbox_or_invalid_custom_providers_are_refused_at_synth(web_dir, tmp_p
 def test_custom_providers_that_are_not_json_are_refused_at_synth(web_dir, tmp_path_factory):
     with pytest.raises(SandboxConfigurationError):
         build(web_dir, tmp_path_factory, custom_providers="[{not json")
+
+
+# --- the workspace provisioning and teardown machines -------------------------------------------------------
+
+WORKSPACE_PLACEHOLDER = "${" + WORKSPACE_TASK_SUBSTITUTION + "}"
+
+
+@pytest.mark.parametrize("path", [PROVISION_ASL, TEARDOWN_ASL])
+def test_workspace_workflows_share_their_files_with_the_local_stack(path):
+    assert {Path(p).resolve() for p in (PROVISION_ASL, TEARDOWN_ASL)} == {
+        Path(local_workflows.PROVISION_ASL).resolve(), Path(local_workflows.TEARDOWN_ASL).resolve()}
+    assert local_workflows.WORKSPACE_TASK_PLACEHOLDER == WORKSPACE_PLACEHOLDER
+    definition = json.loads(Path(path).read_text())
+    assert definition.get("QueryLanguage", "JSONPath") == "JSONPath"
+    tasks = {name: state for name, state in definition["States"].items() if state["Type"] == "Task"}
+    assert tasks and all(state["Resource"] == WORKSPACE_PLACEHOLDER for state in tasks.values())
+    for name, state in tasks.items():
+        assert state["Parameters"]["task"].startswith("workspace."), name
+        if name != "RecordFailure":  # recording the failure retries on anything
+            assert "UpstreamUnavailable" in state["Retry"][0]["ErrorEquals"], name
+    steps = {name: state for name, state in tasks.items() if name not in ("RecordFailure",)}
+    for name, state in steps.items():
+        if name != "Compensate":
+            assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
+    assert any(state["Type"] == "Fail" for state in definition["States"].values())
+
+
+def test_the_provisioning_waits_in_a_wait_state_with_seconds_from_the_input():
+    states = json.loads(Path(PROVISION_ASL).read_text())["States"]
+    waits = [state for state in states.values() if state["Type"] == "Wait"]
+    assert waits == [{"Type": "Wait", "SecondsPath": "$.timing.poll_seconds", "Next": "WaitStarted"}]
+
+
+def test_workspace_machines_are_standard_from_the_shared_files_and_invoke_only_the_task(built, resources):
+    app, _, _ = built
+    machines = _machines(resources, WORKSPACE_TASK_SUBSTITUTION)
+    assert len(machines) == 2
+    files = set()
+    task = _task_function_id(resources)
+    for machine in machines.values():
+        p = props(machine)
+        assert p["StateMachineType"] == "STANDARD"
+        assert p["DefinitionSubstitutions"] == {WORKSPACE_TASK_SUBSTITUTION: {"Fn::GetAtt": [task, "Arn"]}}
+        files.add((Path(app.outdir) / f"asset.{p['DefinitionS3Location']['Key']}").read_bytes())
+        assert p["LoggingConfiguration"]["Level"] == "ERROR"
+        assert p["LoggingConfiguration"]["IncludeExecutionData"] is False
+        role = p["RoleArn"]["Fn::GetAtt"][0]
+        invoke = [s for s in statements_by_role(resources)[role]
+                  if any(a.startswith("lambda:") for a in as_list(s["Action"]))]
+        assert invoke == [{"Action": "lambda:InvokeFunction", "Effect": "Allow",
+                           "Resource": {"Fn::GetAtt": [task, "Arn"]}}]
+    assert files == {Path(PROVISION_ASL).read_bytes(), Path(TEARDOWN_ASL).read_bytes()}
+
+
+def _by_file(built, resources) -> dict[str, str]:
+    app, _, _ = built
+    found = {}
+    for lid, machine in _machines(resources, WORKSPACE_TASK_SUBSTITUTION).items():
+        key = props(machine)["DefinitionS3Location"]["Key"]
+        content = (Path(app.outdir) / f"asset.{key}").read_bytes()
+        found["provision" if content == Path(PROVISION_ASL).read_bytes() else "teardown"] = lid
+    return found
+
+
+@pytest.mark.parametrize("grant, variable", [("workflow:provision", "RELAY_PROVISION_STATE_MACHINE_ARN"),
+                                             ("workflow:teardown", "RELAY_TEARDOWN_STATE_MACHINE_ARN")])
+def test_workspace_workflow_grants_start_only_their_machine(built, resources, grant, variable):
+    machine_id = _by_file(built, resources)[grant.split(":")[1]]
+    grantees = {spec.name for spec in FUNCTIONS if grant in spec.grants}
+    assert grantees, f"the manifest grants {grant}"
+    statements = statements_by_role(resources)
+    for name, (_, fn) in _functions_by_name(resources).items():
+        starts = [s for s in statements.get(role_of(fn), [])
+                  if "states:StartExecution" in as_list(s["Action"]) and s["Resource"] == {"Ref": machine_id}]
+        variables = props(fn)["Environment"]["Variables"]
+        if name in grantees:
+            assert starts and variables[variable] == {"Ref": machine_id}, name
+        else:
+            assert not starts and variable not in variables, name
+
+
+def test_only_fly_functions_read_the_fly_token_and_get_its_arn(stack, resources):
+    secret = stack.resolve(stack.fly_secret.secret_arn)
+    grantees = {spec.name for spec in (*FUNCTIONS, *SCHEDULES) if "fly_secret" in spec.grants}
+    assert "workflows" in grantees
+    statements = statements_by_role(resources)
+    for name, (_, fn) in _functions_by_name(resources).items():
+        variables = props(fn)["Environment"]["Variables"]
+        reads = [s for s in statements.get(role_of(fn), []) if s.get("Resource") == secret]
+        if name in grantees:
+            assert variables["RELAY_FLY_API_TOKEN_ARN"] == secret and variables["RELAY_FLY_ORG"], name
+            assert reads, name
+        else:
+            assert "RELAY_FLY_API_TOKEN_ARN" not in variables and not reads, name
+
+
+def test_teardown_grantees_read_only_teardown_executions(built, resources):
+    """A repeated delete describes the previous teardown (still running → no second one): DescribeExecution on
+    this machine's executions only, never StopExecution."""
+    machine_id = _by_file(built, resources)["teardown"]
+    executions = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":states:us-east-1:111111111111:execution:",
+                                    {"Fn::GetAtt": [machine_id, "Name"]}, ":*"]]}
+    grantees = {spec.name for spec in FUNCTIONS if "workflow:teardown" in spec.grants}
+    statements = statements_by_role(resources)
+    for name, (_, fn) in _functions_by_name(resources).items():
+        on_executions = [s for s in statements.get(role_of(fn), []) if s["Resource"] == executions]
+        if name in grantees:
+            assert on_executions == [{"Action": "states:DescribeExecution", "Effect": "Allow",
+                                      "Resource": executions}], name
+        else:
+            assert on_executions == [], name
