@@ -6,7 +6,9 @@ import { brand, icons, logoMark } from "./icons.js";
 import { formatCode, mountLink } from "./link.js";
 import { fetchDaemons, mountMachines } from "./machines.js";
 import { AI_PROVIDER_IDS, fetchProviders, isUsable, mountProviders } from "./providers.js";
-import { avatarMarkup, esc, toast, wireAvatarFallbacks } from "./ui.js";
+import { mountRepos } from "./repos.js";
+import { mountWorkspaces } from "./workspaces.js";
+import { avatarMarkup, confirmDialog, el, esc, toast, wireAvatarFallbacks } from "./ui.js";
 
 const BASE = "/dashboard";
 
@@ -41,9 +43,16 @@ const SECTIONS = [
     preview: "terminal",
   },
   {
+    id: "repositories",
+    label: "Repositories",
+    icon: icons.repo,
+    live: true,
+  },
+  {
     id: "workspaces",
     label: "Workspaces",
     icon: icons.cloud,
+    live: true,
     title: "One-click cloud workspaces",
     lede: "Spin up a workspace with your repositories checked out and your agent team running.",
     points: [
@@ -444,6 +453,12 @@ function route({ focus = false } = {}) {
   } else if (section.id === "machines") {
     setTitle(section.label);
     state.cleanup = mountMachines(main);
+  } else if (section.id === "repositories") {
+    setTitle(section.label);
+    state.cleanup = mountRepos(main);
+  } else if (section.id === "workspaces") {
+    setTitle(section.label);
+    state.cleanup = mountWorkspaces(main);
   } else {
     setTitle(section.label);
     main.innerHTML = comingNext(section);
@@ -498,6 +513,8 @@ async function loadOverview(main, token) {
     const planChip = root.querySelector('[data-testid="user-plan"]');
     if (planChip) planChip.textContent = userPlanName(me);
     main.innerHTML = overview(me);
+    const leave = main.querySelector('[data-testid="account-delete"]');
+    if (leave) leave.addEventListener("click", () => confirmDeleteAccount(me, leave));
   } catch (err) {
     if (token !== state.routeToken) return;
     const expired = err && err.code === "SESSION_EXPIRED";
@@ -563,7 +580,7 @@ function onboardingSteps(me) {
       title: "Add a repository",
       desc: "Choose which GitHub repositories your agents may work on.",
       done: false,
-      action: { label: "Add repo", href: sectionHref("workspaces") },
+      action: { label: "Add repo", href: sectionHref("repositories") },
     },
     {
       title: "Start a workspace or link a machine",
@@ -690,6 +707,7 @@ function overview(me) {
                 providers.length ? esc(providers.map((p) => providerLabel(p.provider)).join(", ")) : "None yet"
               }</dd></div>
             </dl>
+            <button type="button" class="btn btn-ghost btn-sm pv-danger-ghost account-delete" data-testid="account-delete">Delete account</button>
           </div>
         </section>
 
@@ -703,6 +721,42 @@ function overview(me) {
       </div>
     </div>`;
   return html;
+}
+
+/** Account deletion behind a typed-login confirmation; the server's refusal (e.g. workspaces still
+ * running: WORKSPACES_EXIST) is shown in the dialog as it words it. */
+function confirmDeleteAccount(me, trigger) {
+  const login = me.github_login;
+  const input = el("input", { class: "ws-input", id: "account-delete-login", type: "text", autocomplete: "off",
+    spellcheck: "false", "data-testid": "account-delete-login", "aria-describedby": "account-delete-dialog-desc" });
+  const dialog = confirmDialog({
+    id: "account-delete-dialog",
+    testid: "account-delete",
+    iconName: "alert",
+    title: "Delete your account?",
+    description: "Your connections, repositories, machines and encrypted keys are removed for good, and the GitHub authorization is given back. This can't be undone.",
+    extra: el("div", { class: "ws-field ws-confirm-field" },
+      el("label", { for: "account-delete-login" }, "Type ", el("b", { class: "mono" }, login), " to confirm"), input),
+    cancelLabel: "Keep it",
+    confirmLabel: "Delete account",
+    trigger,
+    action: async () => {
+      if (input.value.trim() !== login) return "The username doesn't match.";
+      try {
+        await api("/api/account", { method: "DELETE", body: { confirm: input.value.trim() } });
+      } catch (err) {
+        if (err && err.code === "SESSION_EXPIRED") return null;
+        return (err && err.body && err.body.error) || "We couldn't delete your account. Please try again.";
+      }
+      window.location.assign("/");
+      return null;
+    },
+  });
+  const confirm = dialog.querySelector('[data-testid="account-delete-confirm"]');
+  const sync = () => (confirm.disabled = input.value.trim() !== login);
+  input.addEventListener("input", sync);
+  sync();
+  input.focus();
 }
 
 // Links inside the main area that point at dashboard sections use client-side routing too.
