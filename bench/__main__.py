@@ -9,6 +9,10 @@
 - daemons through the local stack: heartbeat latency of one daemon linked through the services, and 200
   daemons x 20 heartbeats on 8 threads with every item read back (lost updates) and every DynamoDB
   request counted (exactly one per heartbeat).
+- workspaces through the local stack: 5 workspaces provisioned and deleted one after another (the
+  workflows executed by moto against the Fly sandbox): Fly API calls per provision and per teardown, and
+  the control plane's own time per provision (POST → running minus the sandbox's simulated start, the
+  Wait states and injected delays).
 
 Timings here are noisy (2 shared cores): read medians, and compare ratios from the same run.
 """
@@ -609,6 +613,290 @@ def daemon_rows(stack, requests: int) -> list[tuple[str, str, str, str, str]]:
     ]
 
 
+# -- workspaces through the local stack: Fly API calls per provision and teardown, control-plane time ---
+
+WORKSPACE_PROVISIONS = 5
+WORKSPACE_PLAN = "pro"  # allows 5 workspaces (the bench deletes each before the next anyway)
+WORKSPACE_WAIT_S = 60.0  # per provision and per teardown
+WORKSPACE_POLL_S = 0.1  # the bench's GET /api/workspaces/{id} interval: the time measure's granularity
+FLY_TIMINGS = {"launch_ms": 50, "boot_ms": 250}  # the sandbox's simulated machine start, shortened
+PROVISION_TASKS = ("app", "ips", "volume", "secrets", "machine", "wait", "health", "finish", "compensate", "fail")
+
+
+def _fly_family(method: str, path: str) -> str:
+    """``GET /_sandbox/fly/v1/apps/<app>/machines/<id>/wait`` → ``GET machines/*/wait``: the call's kind,
+    without the ids (``apps/*`` only when the app itself is the resource)."""
+    if path.endswith("/graphql"):
+        return f"{method} graphql"
+    parts = path.split("/v1/", 1)[-1].strip("/").split("/")
+    shape = [part if n % 2 == 0 else "*" for n, part in enumerate(parts)]
+    if len(shape) > 2:
+        shape = shape[2:]  # apps/*/machines/... → machines/...
+    return f"{method} {'/'.join(shape)}"
+
+
+class _FlyCalls:
+    """Every HTTP request this process sends to the Fly sandbox's API, by who sent it: the workflow task
+    running in the sending thread (``relay_cloud.local.lambdas`` runs a state machine's Task in moto's
+    request thread, and the handler calls Fly from that thread), else ``api`` (a route, e.g. a poll's
+    reconcile read). Recorded at ``httpx.Client.send`` (each attempt, retries included) with its
+    duration, and cross-checked against the sandbox's own counter (``FlySandbox.requests``). Also the
+    ``delay_ms`` of every fault the sandbox injected meanwhile."""
+
+    def __init__(self, stack):
+        import threading
+
+        self._sandbox = stack.sandboxes["fly"]
+        self._prefix = f"{stack.url}/_sandbox/fly/"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls: list[tuple[str, str, float]] = []  # (origin, family, ms)
+            self.delay_ms = 0
+            self._served_from = self._sandbox.requests
+
+    @property
+    def served(self) -> int:
+        """API calls the sandbox counted since the last reset."""
+        return self._sandbox.requests - self._served_from
+
+    def of(self, *origins: str) -> list[tuple[str, str, float]]:
+        return [call for call in self.calls if call[0] in origins]
+
+    def __enter__(self):
+        import json
+
+        import httpx
+
+        from relay_cloud.local import lambdas
+
+        recorder, local = self, self._local
+        self._send, self._invoke, self._take = httpx.Client.send, lambdas.invoke_registered, self._sandbox._take_fault
+        send, invoke, take = self._send, self._invoke, self._take
+
+        def sending(client, request, **kwargs):
+            url = str(request.url)
+            if not url.startswith(recorder._prefix) or url[len(recorder._prefix):].startswith("_"):
+                return send(client, request, **kwargs)  # not Fly's API (the control surface is not counted)
+            started = time.perf_counter()
+            try:
+                return send(client, request, **kwargs)
+            finally:
+                with recorder._lock:
+                    recorder.calls.append((getattr(local, "task", None) or "api",
+                                           _fly_family(request.method, request.url.path),
+                                           (time.perf_counter() - started) * 1000))
+
+        def invoking(registered, arn, body, response_headers):
+            try:
+                task = json.loads(body or b"{}").get("task")
+            except (TypeError, ValueError, AttributeError):
+                task = None
+            local.task = str(task).removeprefix("workspace.") if task else None
+            try:
+                return invoke(registered, arn, body, response_headers)
+            finally:
+                local.task = None
+
+        def taking(path):
+            fault = take(path)
+            if fault is not None:
+                with recorder._lock:
+                    recorder.delay_ms += fault.delay_ms
+            return fault
+
+        httpx.Client.send = sending
+        lambdas.invoke_registered = invoking
+        self._sandbox._take_fault = taking
+        return self
+
+    def __exit__(self, *exc):
+        import httpx
+
+        from relay_cloud.local import lambdas
+
+        httpx.Client.send = self._send
+        lambdas.invoke_registered = self._invoke
+        del self._sandbox._take_fault  # back to the class's method
+
+
+def _execution_history(sfn, state_machine_arn: str, workspace_id: str, wait_s: float) -> dict:
+    """The workspace's latest execution of the state machine (its name starts with the workspace id),
+    awaited: its status, the seconds spent in Wait states (entered → exited), how many Wait states ran,
+    and how many task attempts failed (each one a Retry)."""
+    executions = [e for e in sfn.list_executions(stateMachineArn=state_machine_arn, maxResults=1000)["executions"]
+                  if e["name"].startswith(workspace_id)]
+    assert executions, f"no execution of {state_machine_arn} for {workspace_id}"
+    execution_arn = max(executions, key=lambda e: e["startDate"])["executionArn"]
+    deadline = time.monotonic() + wait_s
+    while (status := sfn.describe_execution(executionArn=execution_arn)["status"]) == "RUNNING":
+        assert time.monotonic() < deadline, f"execution {execution_arn} still running after {wait_s:.0f} s"
+        time.sleep(0.05)
+    events, token = [], None
+    while True:
+        page = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000,
+                                         **({"nextToken": token} if token else {}))
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    waited, entered = 0.0, None
+    for event in events:
+        if event["type"] == "WaitStateEntered":
+            entered = event["timestamp"]
+        elif event["type"] == "WaitStateExited" and entered is not None:
+            waited += (event["timestamp"] - entered).total_seconds()
+            entered = None
+    return {"status": status, "wait_s": waited,
+            "waits": sum(e["type"] == "WaitStateEntered" for e in events),
+            "failed_attempts": sum(e["type"] in ("LambdaFunctionFailed", "LambdaFunctionTimedOut", "TaskFailed")
+                                   for e in events)}
+
+
+def _until(check, wait_s: float, what: str):
+    deadline = time.monotonic() + wait_s
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"{what} after {wait_s:.0f} s"
+        time.sleep(WORKSPACE_POLL_S)
+
+
+def provision_and_teardown(stack, client, calls: _FlyCalls, sfn) -> dict:
+    """One workspace: POST, poll GET until ``running`` (the provisioning workflow in moto against the Fly
+    sandbox), then DELETE and poll until 404 (the teardown workflow); both executions awaited."""
+    headers = {"X-CSRF-Token": client.csrf_token}
+    calls.reset()
+    started = time.time()  # the events' timestamps are wall-clock milliseconds of this same machine
+    created = client.post("/api/workspaces", json={"name": "bench box", "providers": ["anthropic"]},
+                          headers=headers)
+    assert created.status_code == 202, created.text
+    workspace_id = created.json()["id"]
+    path = f"/api/workspaces/{workspace_id}"
+    def running():
+        workspace = client.get(path).json()
+        assert workspace.get("status") in ("provisioning", "running"), workspace
+        return workspace["status"] == "running"
+
+    _until(running, WORKSPACE_WAIT_S, f"{workspace_id} not running")
+    seen_ms = (time.time() - started) * 1000
+    # When it became running: the finish step's "succeeded" event, written right after the status (the
+    # poll's own granularity is not part of the measure).
+    events = client.get(f"{path}/events", params={"limit": "100"}).json()["events"]
+    (finished,) = [e for e in events if e["step"] == "finish" and e["state"] == "succeeded"]
+    wall_ms = finished["at"] - started * 1000
+    provision = _execution_history(sfn, os.environ["RELAY_PROVISION_STATE_MACHINE_ARN"], workspace_id,
+                                   WORKSPACE_WAIT_S)
+    assert provision["status"] == "SUCCEEDED", provision
+    provisioned = {"calls": calls.of(*PROVISION_TASKS), "api": calls.of("api"), "served": calls.served,
+                   "recorded": len(calls.calls), "delay_ms": calls.delay_ms, "seen_ms": seen_ms}
+
+    calls.reset()
+    deleted = client.delete(path, headers=headers)
+    assert deleted.status_code == 202, deleted.text
+    teardown = _execution_history(sfn, os.environ["RELAY_TEARDOWN_STATE_MACHINE_ARN"], workspace_id,
+                                  WORKSPACE_WAIT_S)
+    assert teardown["status"] == "SUCCEEDED", teardown
+    listed = client.get("/api/workspaces").json()  # its last step deleted the items and released the slot
+    assert listed["workspaces"] == [] and listed["usage"]["used"] == 0, listed
+    torn_down = {"calls": [c for c in calls.calls if c[0].startswith("teardown")], "served": calls.served,
+                 "recorded": len(calls.calls), "api": calls.of("api")}
+    return {"wall_ms": wall_ms, "provision": provision, "provisioned": provisioned, "teardown": teardown,
+            "torn_down": torn_down}
+
+
+def _breakdown(runs: list[list[tuple[str, str, float]]]) -> str:
+    """Calls per run by kind, as the median over the runs: ``GET apps/* 1, POST apps 1, ...``."""
+    kinds = sorted({family for run in runs for _, family, _ in run})
+    counts = {kind: statistics.median([sum(f == kind for _, f, _ in run) for run in runs]) for kind in kinds}
+    return ", ".join(f"{kind} {count:g}" for kind, count in counts.items())
+
+
+def workspace_rows(stack, provisions: int) -> list[tuple[str, str, str, str, str]]:
+    """Fly API calls per successful provision and per teardown, and the control plane's own time per
+    provision, over ``provisions`` sequential workspaces of one signed-in user on the Pro plan."""
+    import boto3
+    import httpx
+
+    from relay_cloud.adapters.dynamo.accounts import UserRepository
+    from relay_cloud.local.signin import sign_in
+    from relay_cloud.services.admin import PlanAdmin
+
+    fly = f"{stack.url}/_sandbox/fly"
+    saved = httpx.get(f"{fly}/_config").json()
+    assert httpx.post(f"{fly}/_config", json=FLY_TIMINGS).status_code == 200
+    httpx.delete(f"{fly}/_faults")
+    stack.ticker.stop()  # the reconcile schedule's reads would be Fly calls of nobody's provision
+    try:
+        login = f"bench-ws-{os.urandom(3).hex()}"
+        client = sign_in(stack.url, login)
+        PlanAdmin(users=UserRepository()).set_plan(login, WORKSPACE_PLAN, actor="operator:bench",
+                                                    reason="benchmark")
+        sfn = boto3.client("stepfunctions", endpoint_url=stack.moto_url, region_name="us-east-1")
+        try:
+            with _FlyCalls(stack) as calls:
+                runs = [provision_and_teardown(stack, client, calls, sfn) for _ in range(provisions)]
+        finally:
+            client.close()
+        left = httpx.get(f"{fly}/_inventory").json()["counts"]
+    finally:
+        stack.ticker.start()
+        httpx.post(f"{fly}/_config", json={name: saved[name] for name in FLY_TIMINGS})
+
+    provisioned = [run["provisioned"] for run in runs]
+    torn_down = [run["torn_down"] for run in runs]
+    per_provision = [len(p["calls"]) for p in provisioned]
+    per_teardown = [len(t["calls"]) for t in torn_down]
+    route_calls = sum(len(p["api"]) + len(t["api"]) for p, t in zip(provisioned, torn_down))
+    # Every call the sandbox counted was recorded here, as one of the provisioning's, a teardown's or a route's.
+    served = sum(p["served"] + t["served"] for p, t in zip(provisioned, torn_down))
+    recorded = sum(p["recorded"] + t["recorded"] for p, t in zip(provisioned, torn_down))
+    counted = served == recorded == sum(per_provision) + sum(per_teardown) + route_calls
+
+    # Control-plane time: POST → running, minus what the sandbox simulated or injected while the workflow
+    # waited on it: the machine's start (the /wait calls' time, at most launch + boot: the machine step's
+    # own work after the create overlaps the rest), the workflow's Wait states (from the execution
+    # history) and the delay_ms of injected faults.
+    simulated_ms = FLY_TIMINGS["launch_ms"] + FLY_TIMINGS["boot_ms"]
+    own_ms, waited_ms = [], []
+    for run in runs:
+        boot_ms = min(simulated_ms, sum(ms for _, family, ms in run["provisioned"]["calls"]
+                                        if family.endswith("/wait")))
+        waited_ms.append(boot_ms)
+        own_ms.append(run["wall_ms"] - boot_ms - run["provision"]["wait_s"] * 1000
+                      - run["provisioned"]["delay_ms"])
+    wall = statistics.median([run["wall_ms"] for run in runs])
+    seen = statistics.median([p["seen_ms"] for p in provisioned])
+    wait_states = sum(run["provision"]["waits"] for run in runs)
+    wait_state_s = sum(run["provision"]["wait_s"] for run in runs)
+    delays = sum(p["delay_ms"] for p in provisioned)
+    retried = sum(run["provision"]["failed_attempts"] + run["teardown"]["failed_attempts"] for run in runs)
+    empty = all(count == 0 for count in left.values())
+    check = f"sandbox counted {served}, recorded {recorded}"
+    return [
+        (f"Fly API calls per successful provision ({provisions} sequential, through the local stack)",
+         f"{statistics.median(per_provision):g}",
+         f"{_breakdown([p['calls'] for p in provisioned])}; min {min(per_provision)} max {max(per_provision)}; "
+         f"routes' calls (poll reconcile reads) {route_calls}; {check}",
+         "-", f"n={provisions}" if counted else "OVER"),
+        ("  control-plane time per provision (POST → running, minus simulated)",
+         f"{statistics.median(own_ms):.0f} ms",
+         f"POST → finish event {wall:.0f} ms (the {WORKSPACE_POLL_S * 1000:.0f} ms poll saw it at {seen:.0f} ms) minus machine start "
+         f"waited {statistics.median(waited_ms):.0f} ms (the /wait call; sandbox launch_ms "
+         f"{FLY_TIMINGS['launch_ms']} + boot_ms {FLY_TIMINGS['boot_ms']}), Wait states {wait_state_s:.1f} s "
+         f"({wait_states} entered; default timing, poll 5 s: the service sets no input timing), delay_ms {delays}; "
+         f"{retried} failed task attempts; min {min(own_ms):.0f} ms", "-", f"n={len(own_ms)}"),
+        ("Fly API calls per teardown (DELETE → teardown execution succeeded)", f"{statistics.median(per_teardown):g}",
+         f"{_breakdown([t['calls'] for t in torn_down])}; min {min(per_teardown)} max {max(per_teardown)}; "
+         f"sandbox afterwards: {', '.join(f'{k} {v}' for k, v in left.items() if v) or 'empty'}",
+         "sandbox empty", "ok" if empty and counted else "OVER"),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench")
     parser.add_argument("--import-runs", type=int, default=9)
@@ -617,6 +905,11 @@ def main() -> int:
                         help="only the in-process moto rows: vault, refresh sweep, heartbeat")
     parser.add_argument("--only-daemons", action="store_true",
                         help="only the local-stack daemon rows: heartbeat latency, a fleet's lost updates")
+    parser.add_argument("--only-workspaces", action="store_true",
+                        help="only the local-stack workspace rows: Fly API calls per provision and teardown, "
+                             "the control plane's own time per provision")
+    parser.add_argument("--provisions", type=int, default=WORKSPACE_PROVISIONS,
+                        help="sequential workspaces provisioned and deleted for the workspace rows")
     args = parser.parse_args()
 
     from relay_cloud.local.signin import sign_in
@@ -625,6 +918,9 @@ def main() -> int:
     if args.only_daemons:
         with LocalStack(port=0) as stack:
             return _print(daemon_rows(stack, args.requests))
+    if args.only_workspaces:
+        with LocalStack(port=0) as stack:
+            return _print(workspace_rows(stack, args.provisions))
 
     from functions.manifest import FUNCTIONS, SCHEDULES
 
@@ -636,14 +932,14 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp, LocalStack(port=0) as stack:
         code_dir = shipped_copy(Path(tmp))
-        imports = {spec: cold_import_ms(spec.module, args.import_runs, code_dir) for spec in FUNCTIONS}
-        for spec in SCHEDULES:  # schedule targets are functions too
-            imports[spec] = cold_import_ms(spec.module, args.import_runs, code_dir)
+        targets = {spec.module: spec for spec in (*FUNCTIONS, *SCHEDULES)}  # schedules share one module
+        imports = {spec: cold_import_ms(module, args.import_runs, code_dir) for module, spec in targets.items()}
         client = sign_in(stack.url, "bench-user")
         cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
         cold = cold_request_ms(cookie, code_dir, args.import_runs)
         latency = gateway_latency_ms(client, args.requests)
         daemons = daemon_rows(stack, args.requests)
+        workspaces = workspace_rows(stack, args.provisions)
     for spec, samples in imports.items():
         budget = IMPORT_BUDGET_MS.get(spec.name, IMPORT_BUDGET_MS["default"])
         median = statistics.median(samples)
@@ -655,7 +951,7 @@ def main() -> int:
     for path, samples in latency.items():
         rows.append((f"gateway GET {path}", f"{statistics.median(samples):.1f} ms", f"p95 {p95(samples):.1f} ms",
                      "-", f"n={len(samples)}"))
-    return _print(rows + daemons + refresh)
+    return _print(rows + daemons + workspaces + refresh)
 
 
 def _print(rows: list[tuple]) -> int:

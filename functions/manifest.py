@@ -55,9 +55,21 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         routes=("ANY /api/daemons", "ANY /api/daemons/{proxy+}"),
         grants=("table:read", "table:write", "vault"),  # vault: credential leases (access tokens only)
     ),
-    # Step Functions task of the device-flow workflow: no API route.
-    FunctionSpec("workflows", routes=(), grants=("table:read", "table:write", "vault", "github_secret"), timeout_s=30,
-                 error_alarm_threshold=25),
+    FunctionSpec(
+        "repos",
+        routes=("ANY /api/repos", "ANY /api/repos/{proxy+}"),
+        grants=("table:read", "table:write", "vault"),  # vault: the user's GitHub token, to call GitHub as them
+    ),
+    FunctionSpec(
+        "workspaces",
+        routes=("ANY /api/workspaces", "ANY /api/workspaces/{proxy+}"),
+        # fly_secret: start/stop/restart call the provider directly; the workflows: create and delete start them.
+        grants=("table:read", "table:write", "fly_secret", "workflow:provision", "workflow:teardown"),
+    ),
+    # Step Functions tasks of the device-flow and workspace workflows: no API route. fly_secret: the
+    # provisioning and teardown steps call Fly.io.
+    FunctionSpec("workflows", routes=(), grants=("table:read", "table:write", "vault", "github_secret", "fly_secret"),
+                 timeout_s=30, error_alarm_threshold=25),
 )
 
 HTTP_FUNCTIONS = tuple(spec for spec in FUNCTIONS if spec.serves_http)
@@ -95,6 +107,10 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
     # GitHub refreshes need our OAuth client's secret; a long timeout lets a backlog catch up.
     ScheduleSpec("token-refresh", 5, "functions.schedules.handler.refresh_sweep",
                  grants=("table:read", "table:write", "vault", "github_secret"), timeout_s=180),
+    # docs/design/workspaces.md: running or moving workspaces follow their machine's state (the sparse
+    # reconcile index, no scans), closing running periods into the compute meter.
+    ScheduleSpec("workspace-reconcile", 5, "functions.schedules.handler.workspace_reconcile",
+                 grants=("table:read", "table:write", "fly_secret"), timeout_s=120),
 )
 
 

@@ -23,6 +23,7 @@ class FakeUsers:
     def __init__(self):
         self.users, self.identities, self.credentials, self.data_keys = {}, {}, {}, {}
         self.race_once = None  # a User to insert just before the next save, as a concurrent sign-in would
+        self.audit = []  # audit items written together with a change (plan changes)
 
     def get(self, user_id):
         return self.users.get(user_id)
@@ -30,7 +31,7 @@ class FakeUsers:
     def user_id_for_github(self, github_id):
         return self.identities.get(github_id)
 
-    def save_sign_in(self, user, *, is_new, credential, new_data_key, now):
+    def save_sign_in(self, user, *, is_new, credential, new_data_key, now, previous_login=None):
         if self.race_once is not None:
             winner, self.race_once = self.race_once, None
             self.users[winner.user_id] = winner
@@ -42,6 +43,17 @@ class FakeUsers:
         self.credentials[(user.user_id, credential.provider)] = credential
         if new_data_key is not None:
             self.data_keys[user.user_id] = new_data_key
+
+    def find_by_github_login(self, login):
+        return next((u for u in self.users.values() if u.github_login.lower() == login.lower()), None)
+
+    def change_plan(self, user_id, *, from_plan, to_plan, actor, reason, now):
+        user = self.users.get(user_id)
+        if user is None or user.plan != from_plan:
+            raise Conflict("plan changed", code="PLAN_CHANGED")
+        self.users[user_id] = replace(user, plan=to_plan)
+        self.audit.append({"subject": user_id, "action": "plan.set", "actor": actor, "reason": reason,
+                           "detail": {"from": from_plan, "to": to_plan}, "at": now})
 
     def sign_in_ciphertext(self, user_id, provider, credential_id):
         credential = self.credentials.get((user_id, provider))
@@ -104,6 +116,23 @@ class FakeAudit:
 
     def record(self, **event):
         self.events.append(event)
+
+
+class FakeLimiter:
+    """The rate limiter's conditional counter, in memory: a hit counts only while the window is not full."""
+
+    def __init__(self):
+        self.counts = {}
+
+    def hit(self, scope, subject, *, limit, window_seconds, now):
+        window = (scope, subject, now // window_seconds)
+        if self.counts.get(window, 0) >= limit:
+            return False
+        self.counts[window] = self.counts.get(window, 0) + 1
+        return True
+
+    def count(self, scope, subject, *, window_seconds, now):
+        return self.counts.get((scope, subject, now // window_seconds), 0)
 
 
 @dataclass

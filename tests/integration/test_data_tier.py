@@ -114,7 +114,7 @@ def test_account_items_cover_partition_identity_and_sessions(backend):
     sessions.create(Session("other", "usr_z", "c", NOW, NOW + 100))
     AuditLog().record(subject_user_id="usr_a", action="auth.sign_in", actor="usr_a")
     deleted = users.delete_items(list(users.account_items(users.get("usr_a"))))
-    assert deleted == 7  # profile, credential, data key, audit, identity guard and two sessions
+    assert deleted == 8  # profile, credential, data key, audit, identity and login guards, two sessions
     assert users.get("usr_a") is None and users.user_id_for_github(7) is None
     assert sessions.get("s1", NOW) is None and sessions.get("other", NOW) is not None
 

@@ -1,9 +1,10 @@
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from relay_cloud.domain.auth import GithubProfile
-from relay_cloud.domain.errors import Unauthenticated, ValidationFailed
+from relay_cloud.domain.errors import Conflict, Unauthenticated, ValidationFailed
 from relay_cloud.services.auth import AuthService
 from tests.fakes import Clock, FakeAudit, FakeGithub, FakeLogins, FakeSessions, FakeUsers, FakeVault
 
@@ -159,6 +160,42 @@ def test_delete_account_needs_confirmation_then_shreds_and_removes(svc):
     assert svc.users.users == {} and svc.users.credentials == {}
     assert done.user.user_id in svc.vault.shredded
     assert svc.github.revoked == ["gho_faketoken"]  # the GitHub grant went back before the keys went
+
+
+class FakeOwnedWorkspaces:
+    """The owner index: the user's workspaces (any status) until the teardown deletes their items."""
+
+    def __init__(self):
+        self.statuses: dict[str, dict[str, str]] = {}  # user_id → {workspace_id: status}
+
+    def owned_by(self, user_id):
+        return [SimpleNamespace(workspace_id=w, status=s) for w, s in self.statuses.get(user_id, {}).items()]
+
+
+def test_delete_account_is_refused_while_workspaces_exist_and_keeps_everything(svc):
+    svc.workspaces = FakeOwnedWorkspaces()
+    begun, state = start(svc)
+    done = svc.finish_sign_in(state=state, code="code-1", error=None, browser_secret=begun.browser_secret)
+    who = svc.authenticate(done.session.session_id)
+    svc.workspaces.statuses[who.user_id] = {"ws_a": "running", "ws_b": "deleting"}
+
+    with pytest.raises(Conflict) as refused:
+        svc.delete_account(who, "octocat")
+    body = refused.value.body()
+    assert refused.value.status == 409 and body["code"] == "WORKSPACES_EXIST"
+    assert body["count"] == 2 and body["deleting"] == 1
+    assert body["error"].startswith("You still have 2 workspaces. Delete your workspaces first")
+    # Nothing happened: the account, its keys and the GitHub grant are all still there.
+    assert svc.users.users and not svc.vault.shredded and not getattr(svc.github, "revoked", [])
+
+    svc.workspaces.statuses[who.user_id] = {"ws_b": "deleting"}  # its teardown still runs
+    with pytest.raises(Conflict) as waiting:
+        svc.delete_account(who, "octocat")
+    assert waiting.value.body()["error"].startswith("Your workspace is still being deleted")
+
+    svc.workspaces.statuses[who.user_id] = {}  # the teardown deleted the items
+    svc.delete_account(who, "octocat")
+    assert svc.users.users == {} and done.user.user_id in svc.vault.shredded
 
 
 def test_signing_in_again_in_the_same_browser_ends_the_old_session(svc):

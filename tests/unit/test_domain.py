@@ -66,6 +66,47 @@ def test_settings_refuse_sandbox_or_plain_http_outside_local():
         load_settings({"RELAY_ENV": "staging"})
 
 
+def test_fly_settings_refuse_the_sandbox_an_inline_token_or_bad_sizes_outside_local():
+    base = {"RELAY_PUBLIC_URL": "https://app.example.com"}
+    for name, url in [("RELAY_FLY_API_URL", "http://127.0.0.1:8787/_sandbox/fly"),
+                      ("RELAY_FLY_API_URL", "https://relay.example.com/_sandbox/fly"),
+                      ("RELAY_FLY_API_URL", "http://api.machines.dev"),
+                      ("RELAY_FLY_GRAPHQL_URL", "http://127.0.0.1:8787/_sandbox/fly/graphql")]:
+        with pytest.raises(ConfigError, match=name):
+            load_settings({**base, name: url})
+    with pytest.raises(ConfigError, match="RELAY_FLY_API_TOKEN_ARN"):
+        load_settings({**base, "RELAY_FLY_API_TOKEN": "fo1_inline"})
+    deployed = load_settings({**base, "RELAY_FLY_API_TOKEN_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:fly"})
+    assert deployed.fly_api_url == "https://api.machines.dev" and deployed.fly_org == "personal"
+    assert deployed.machine_sizes()["small"].guest() == {"cpu_kind": "shared", "cpus": 1, "memory_mb": 1024}
+    for sizes in ('{"tiny": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 100, "volume_gb": 1}}', "[]", "nope"):
+        with pytest.raises(ConfigError):
+            load_settings({**base, "RELAY_WORKSPACE_SIZES": sizes})
+    local = load_settings({"RELAY_ENV": "local", "RELAY_PUBLIC_URL": "http://127.0.0.1:8787",
+                           "RELAY_FLY_API_URL": "http://127.0.0.1:8787/_sandbox/fly", "RELAY_FLY_API_TOKEN": "t",
+                           "RELAY_WORKSPACE_SIZES": '{"xl": {"cpu_kind": "performance", "cpus": 4, '
+                                                    '"memory_mb": 8192, "volume_gb": 50}}'})
+    assert local.fly_api_url.endswith("/_sandbox/fly") and list(local.machine_sizes()) == ["xl"]
+
+
+def test_railway_settings_refuse_the_sandbox_or_an_inline_token_outside_local():
+    base = {"RELAY_PUBLIC_URL": "https://app.example.com"}
+    for url in ("http://127.0.0.1:8787/_sandbox/railway/graphql/v2",
+                "https://relay.example.com/_sandbox/railway/graphql/v2", "http://backboard.railway.com/graphql/v2"):
+        with pytest.raises(ConfigError, match="RELAY_RAILWAY_API_URL"):
+            load_settings({**base, "RELAY_RAILWAY_API_URL": url})
+    with pytest.raises(ConfigError, match="RELAY_RAILWAY_API_TOKEN_ARN"):
+        load_settings({**base, "RELAY_RAILWAY_API_TOKEN": "inline"})
+    deployed = load_settings({**base, "RELAY_RAILWAY_API_TOKEN_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:rw",
+                              "RELAY_RAILWAY_WORKSPACE_ID": "team-123"})
+    assert deployed.railway_api_url == "https://backboard.railway.com/graphql/v2"
+    assert deployed.railway_workspace_id == "team-123" and deployed.railway_api_token == ""
+    local = load_settings({"RELAY_ENV": "local", "RELAY_PUBLIC_URL": "http://127.0.0.1:8787",
+                           "RELAY_RAILWAY_API_URL": "http://127.0.0.1:8787/_sandbox/railway/graphql/v2",
+                           "RELAY_RAILWAY_API_TOKEN": "t"})
+    assert local.railway_api_url.endswith("/_sandbox/railway/graphql/v2") and local.railway_api_token == "t"
+
+
 def test_registry_built_ins_follow_provider_terms():
     from relay_cloud.domain.providers import Registry, built_in_providers
 

@@ -49,14 +49,15 @@ class Container:
             timeout=self.settings.http_timeout_seconds,
         )
 
+    def _secret(self, inline: str, arn: str) -> str:
+        """A secret given inline (local runs only: config refuses it elsewhere) or by Secrets Manager ARN."""
+        if inline or not arn:
+            return inline or ""
+        return self.boto_session.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+
     @cached_property
     def github_client_secret(self) -> str:
-        if self.settings.github_client_secret:
-            return self.settings.github_client_secret
-        if not self.settings.github_client_secret_arn:
-            return ""
-        client = self.boto_session.client("secretsmanager")
-        return client.get_secret_value(SecretId=self.settings.github_client_secret_arn)["SecretString"]
+        return self._secret(self.settings.github_client_secret, self.settings.github_client_secret_arn)
 
     @cached_property
     def auth(self):
@@ -66,6 +67,7 @@ class Container:
             SessionRepository,
             UserRepository,
         )
+        from relay_cloud.adapters.dynamo.workspaces import WorkspaceRepository
         from relay_cloud.services.auth import AuthService
 
         return AuthService(
@@ -77,6 +79,7 @@ class Container:
             github=_Lazy(lambda: self.github),
             redirect_uri=self.settings.github_redirect_uri,
             session_ttl=self.settings.session_ttl_seconds,
+            workspaces=WorkspaceRepository(),  # account deletion waits until no workspace is left
         )
 
 
@@ -156,6 +159,27 @@ class Container:
         )
 
     @cached_property
+    def repos(self):
+        """Repositories (SPEC C5): DynamoDB, the vault (the user's GitHub token) and GitHub's REST API."""
+        from relay_cloud.adapters.dynamo.accounts import AuditLog, UserRepository
+        from relay_cloud.adapters.dynamo.connections import ConnectionRepository
+        from relay_cloud.adapters.dynamo.repos import RepoRepository
+        from relay_cloud.adapters.dynamo.usage import UsageRepository
+        from relay_cloud.adapters.github_repos import GithubRepos
+        from relay_cloud.services.repos import RepoService
+
+        return RepoService(
+            repos=RepoRepository(),
+            usage=UsageRepository(),
+            users=UserRepository(),
+            connections=ConnectionRepository(),
+            vault=self.vault,
+            github=GithubRepos(api_url=self.settings.github_api_url, timeout=self.settings.http_timeout_seconds),
+            public_url=self.settings.public_url,
+            audit=AuditLog(),
+        )
+
+    @cached_property
     def messages(self):
         """Cross-machine messages between one owner's daemons (SPEC C4): DynamoDB only."""
         from relay_cloud.adapters.dynamo.messages import MessageRepository
@@ -185,6 +209,122 @@ class Container:
 
         return LeaseService(connections=ConnectionRepository(), vault=self.vault,
                             registry=_Lazy(lambda: self.settings.registry()), audit=AuditLog())
+
+    @cached_property
+    def domain_checker(self):
+        """Custom-domain DNS checks: the configured resolver (the sandbox DNS locally) or the system's."""
+        from relay_cloud.adapters.dns import DomainChecker
+
+        return DomainChecker(self.settings.dns_resolver or None, timeout=self.settings.http_timeout_seconds)
+
+    @cached_property
+    def compute(self):
+        """The Fly.io provisioner (SPEC C6); its token comes from Secrets Manager in deployed stacks."""
+        from relay_cloud.adapters.fly import FlyProvisioner
+
+        return FlyProvisioner(api_url=self.settings.fly_api_url, token=self.fly_api_token, org=self.settings.fly_org,
+                              timeout=self.settings.http_timeout_seconds)
+
+    @cached_property
+    def provisioning(self):
+        """The steps of the workspace provisioning and teardown workflows (the workflows function)."""
+        import time
+
+        from relay_cloud.adapters.dynamo.daemons import DaemonRepository
+        from relay_cloud.adapters.dynamo.workspaces import WorkspaceRepository
+        from relay_cloud.services.provisioning import ProvisioningService
+
+        return ProvisioningService(
+            workspaces=WorkspaceRepository(),
+            compute=_Lazy(lambda: self.compute),  # the Fly token is fetched on the first step that needs it
+            compute_for=self.compute_for,  # the workspace's own provider (fly | railway)
+            domains=_Lazy(lambda: self.domains),  # the teardown releases the custom domain first
+            daemons=DaemonRepository(),
+            cloud_url=self.settings.public_url,
+            image=self.settings.workspace_image,
+            region=self.settings.workspace_region,
+            sizes=self.settings.machine_sizes(),
+            clock=time.time,
+        )
+
+    @cached_property
+    def workspaces(self):
+        """Workspaces (SPEC C6): DynamoDB, the compute provider for start/stop/restart and the reconcile
+        schedule, and the provisioning and teardown workflows."""
+        from relay_cloud.adapters.dynamo.accounts import AuditLog, UserRepository
+        from relay_cloud.adapters.dynamo.usage import UsageRepository
+        from relay_cloud.adapters.dynamo.workspaces import WorkspaceRepository
+        from relay_cloud.adapters.workflows import StepFunctionsWorkflow
+        from relay_cloud.services.workspaces import WorkspaceService
+
+        stepfunctions = _Lazy(lambda: self.boto_session.client("stepfunctions"))
+        return WorkspaceService(
+            workspaces=WorkspaceRepository(),
+            users=UserRepository(),
+            usage=UsageRepository(),
+            compute=_Lazy(lambda: self.compute),  # the Fly token is fetched on the first call that needs it
+            provisioning=StepFunctionsWorkflow(stepfunctions, self.settings.provision_state_machine_arn),
+            teardown=StepFunctionsWorkflow(stepfunctions, self.settings.teardown_state_machine_arn),
+            registry=_Lazy(lambda: self.settings.registry()),  # provider ids only: no secret needed
+            sizes=self.settings.machine_sizes(),
+            region=self.settings.workspace_region,
+            public_url=self.settings.public_url,
+            audit=AuditLog(),
+            domains=_Lazy(lambda: self.domains),  # the reconcile moves issuing certificates on
+            compute_for=self.compute_for,  # start/stop/restart/reconcile on the workspace's own provider
+            computes=self.computes,
+        )
+
+    @cached_property
+    def domains(self):
+        """Custom domains of workspaces (SPEC C6): the DNS checks and the provider's certificates."""
+        import time
+
+        from relay_cloud.adapters.dynamo.accounts import UserRepository
+        from relay_cloud.adapters.dynamo.domains import DomainRepository
+        from relay_cloud.adapters.dynamo.workspaces import WorkspaceRepository
+        from relay_cloud.services.domains import DomainService
+
+        return DomainService(
+            workspaces=WorkspaceRepository(),
+            guards=DomainRepository(),
+            checker=self.domain_checker,
+            compute=_Lazy(lambda: self.compute),
+            compute_for=self.compute_for,  # certificates live with the workspace's own provider
+            users=UserRepository(),
+            clock=time.time,
+        )
+
+    @cached_property
+    def railway(self):
+        """The Railway provisioner (the same interface, GraphQL); token from Secrets Manager when deployed."""
+        from relay_cloud.adapters.railway import RailwayProvisioner
+
+        return RailwayProvisioner(api_url=self.settings.railway_api_url, token=self.railway_api_token,
+                                  workspace_id=self.settings.railway_workspace_id,
+                                  timeout=self.settings.http_timeout_seconds)
+
+    @cached_property
+    def railway_api_token(self) -> str:
+        return self._secret(self.settings.railway_api_token, self.settings.railway_api_token_arn)
+
+    @property
+    def computes(self) -> tuple[str, ...]:
+        """The compute providers new workspaces may choose: Fly always, Railway once it is configured."""
+        railway = bool(self.settings.railway_api_token or self.settings.railway_api_token_arn)
+        return ("fly", "railway") if railway else ("fly",)
+
+    def compute_for(self, provider: str):
+        """The provisioner of a compute provider by name (a workspace records which one it runs on)."""
+        if provider == "fly":
+            return self.compute
+        if provider == "railway":
+            return self.railway
+        raise ValueError(f"unknown compute provider {provider!r}")
+
+    @cached_property
+    def fly_api_token(self) -> str:
+        return self._secret(self.settings.fly_api_token, self.settings.fly_api_token_arn)
 
     @cached_property
     def refresh(self):

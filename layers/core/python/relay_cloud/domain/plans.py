@@ -69,3 +69,25 @@ REQUIRED_PLAN = {feature: next(p.tier for p in PLANS.values() if p.allows(featur
 
 def get_plan(tier: str) -> Plan | None:
     return PLANS.get(tier)
+
+
+class LimitReached(Exception):
+    """A plan limit's usage counter refused one more (raised by the usage counter's transaction; services
+    turn it into the 402 of ``limit_exceeded``)."""
+
+    def __init__(self, resource: str, limit: int | None):
+        super().__init__(f"{resource} limit reached")
+        self.resource = resource
+        self.limit = limit
+
+
+def limit_exceeded(plan: Plan, resource: str, used: int, public_url: str):
+    """The 402 of SPEC C8: ``{"code": "PLAN_LIMIT_EXCEEDED", "resource", "limit", "used", "plan", "upgrade_url"}``."""
+    from relay_cloud.domain.errors import PaymentRequired
+
+    limit = plan.limit(resource)
+    label = resource.replace("_", " ")
+    return PaymentRequired(
+        f"Your {plan.name} plan allows {limit} {label}; upgrade for more", code="PLAN_LIMIT_EXCEEDED",
+        resource=resource, limit=limit, used=used, plan=plan.tier, upgrade_url=f"{public_url}/pricing",
+    )

@@ -134,6 +134,14 @@ class LocalStack:
                 "RELAY_OPENAI_API_URL": f"{self.url}/_sandbox/openai",
                 "RELAY_GOOGLE_API_URL": f"{self.url}/_sandbox/google",
                 "RELAY_CUSTOM_PROVIDERS": json.dumps([self._sandbox_idp_provider()]),
+                "RELAY_FLY_API_URL": f"{self.url}/_sandbox/fly",
+                "RELAY_FLY_GRAPHQL_URL": f"{self.url}/_sandbox/fly/graphql",
+                "RELAY_FLY_API_TOKEN": "fo1_sandbox" + secrets.token_urlsafe(24),
+                "RELAY_FLY_ORG": "relay-sandbox",
+                "RELAY_RAILWAY_API_URL": f"{self.url}/_sandbox/railway/graphql/v2",
+                "RELAY_RAILWAY_API_TOKEN": secrets.token_hex(16),
+                "RELAY_RAILWAY_WORKSPACE_ID": "relay-sandbox",
+                "RELAY_WORKSPACE_IMAGE": "registry.fly.io/relay-workspace:sandbox",
             }
         self._set_env(env)
         self._bootstrap_aws()
@@ -161,6 +169,9 @@ class LocalStack:
         if self.ticker is not None:
             self.ticker.stop()
             self.ticker = None
+        for sandbox in self.sandboxes.values():  # those with sockets of their own (the DNS server)
+            if callable(getattr(sandbox, "close", None)):
+                sandbox.close()
         if self._server is not None:
             if self._server_thread is not None:
                 self._server.shutdown()
@@ -201,9 +212,10 @@ class LocalStack:
         self._moto = ThreadedMotoServer(ip_address=self.host, port=port, verbose=False)
         self._moto.start()
         self.moto_url = f"http://{self.host}:{port}"
-        from relay_cloud.local import lambdas
+        from relay_cloud.local import lambdas, moto_dynamodb
 
         lambdas.install()  # moto's simple Lambda backend runs the project's handlers (Step Functions tasks)
+        moto_dynamodb.install()  # moto's transactions are not atomic under threads without it
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines carry URLs
         self._configure_moto()
 
@@ -260,7 +272,12 @@ class LocalStack:
         arn, created = workflows.bootstrap(session, self.moto_url)
         if self.env.get("RELAY_DEVICE_FLOW_STATE_MACHINE_ARN") != arn:
             self._set_env({"RELAY_DEVICE_FLOW_STATE_MACHINE_ARN": arn})
-        return created
+        # The workspace provisioning and teardown machines (the same workflows function).
+        arns, created_workspace_machines = workflows.bootstrap_workspace_machines(session, self.moto_url)
+        changed = {name: arn for name, arn in arns.items() if self.env.get(name) != arn}
+        if changed:
+            self._set_env(changed)
+        return created or created_workspace_machines
 
     def ensure_bootstrapped(self) -> bool:
         """Recreate the table, key, workflows and moto configuration if they are gone; True when it had to.
@@ -322,6 +339,26 @@ class LocalStack:
             "openai": OpenAISandbox(),
             "google": GoogleSandbox(),
         }
+        from relay_cloud.sandbox.fly import FlySandbox
+
+        self.sandboxes["fly"] = FlySandbox()
+        self.sandboxes["fly"].register_token(self.env["RELAY_FLY_API_TOKEN"], self.env["RELAY_FLY_ORG"])
+        from relay_cloud.sandbox.railway import RailwaySandbox
+
+        self.sandboxes["railway"] = RailwaySandbox()
+        self.sandboxes["railway"].register_token(self.env["RELAY_RAILWAY_API_TOKEN"],
+                                                 self.env["RELAY_RAILWAY_WORKSPACE_ID"])
+        # The sandbox DNS also answers real DNS queries on 127.0.0.1: custom-domain checks resolve through it.
+        from relay_cloud.sandbox.dns import DnsSandbox
+
+        self.sandboxes["dns"] = DnsSandbox()
+        self._set_env({"RELAY_DNS_RESOLVER": self.sandboxes["dns"].start_server(self.host)})
+        # Fly issues a custom domain's certificate only once the domain points at the app: ask the DNS sandbox.
+        dns_sandbox = self.sandboxes["dns"]
+        self.sandboxes["fly"].dns_configured = lambda hostname, app: any(
+            record.value == f"{app}.fly.dev" for record in dns_sandbox.records(hostname.lower(), "CNAME"))
+        self.sandboxes["railway"].dns_configured = lambda hostname, target: any(
+            record.value == target for record in dns_sandbox.records(hostname.lower(), "CNAME"))
         self._server.sandboxes.update(self.sandboxes)
 
     @staticmethod

@@ -26,6 +26,7 @@ from relay_cloud.domain.auth import (
 )
 from relay_cloud.domain.errors import Conflict, DependencyUnavailable, Unauthenticated, ValidationFailed, VaultError
 from relay_cloud.domain.plans import DEFAULT_TIER, PLANS
+from relay_cloud.domain.workspaces import DELETING
 
 GITHUB_PROVIDER = "github"
 SIGN_IN_CREDENTIAL_ID = "sign-in"
@@ -74,6 +75,9 @@ class AuthService:
     redirect_uri: str
     session_ttl: int
     clock: Callable[[], float] = time.time
+    # The user's workspaces (``owned_by``): their machines run and bill at the compute provider until
+    # deleted, so the account cannot go while one exists. None: no workspaces in this deployment.
+    workspaces: object = None
 
     def _now(self) -> int:
         return int(self.clock())
@@ -144,7 +148,8 @@ class AuthService:
             sealed.ciphertext, sealed.key_version, {"login": profile.login},
         )
         self.users.save_sign_in(
-            user, is_new=existing is None, credential=credential, new_data_key=sealed.new_data_key, now=now
+            user, is_new=existing is None, credential=credential, new_data_key=sealed.new_data_key, now=now,
+            previous_login=existing.github_login if existing else None,
         )
         return user
 
@@ -202,9 +207,28 @@ class AuthService:
             raise ValidationFailed(
                 "Type your GitHub username to confirm deleting your account", code="CONFIRMATION_REQUIRED"
             )
+        self._refuse_while_workspaces_exist(user)
         self._revoke_github_grant(user)
         self.vault.shred(user.user_id)
         return self.users.delete_items(list(self.users.account_items(user)))
+
+    def _refuse_while_workspaces_exist(self, user: User) -> None:
+        """409 ``WORKSPACES_EXIST`` while any workspace of the user is still there (one being deleted
+        included: its teardown may still have machines to remove, and a failed one needs the user to
+        delete it again). Deleting the account first would leave them running, and billing, unowned."""
+        if self.workspaces is None:
+            return
+        left = self.workspaces.owned_by(user.user_id)
+        if not left:
+            return
+        deleting = sum(1 for workspace in left if workspace.status == DELETING)
+        count = len(left)
+        message = (f"You still have {count} workspace{'s' if count != 1 else ''}. Delete your workspaces first "
+                   "(Workspaces page), then delete your account.")
+        if deleting == count:
+            message = (f"Your {'workspaces are' if count != 1 else 'workspace is'} still being deleted. "
+                       "Try again once the Workspaces page is empty.")
+        raise Conflict(message, code="WORKSPACES_EXIST", count=count, deleting=deleting)
 
     def _revoke_github_grant(self, user: User) -> None:
         """Give the GitHub authorization back before forgetting it (best effort: deletion goes on)."""

@@ -28,6 +28,7 @@ from relay_cloud.domain.auth import PendingLogin, Session, User
 from relay_cloud.domain.errors import Conflict
 
 AUDIT_RETENTION_SECONDS = 400 * 24 * 3600
+LOGIN_GUARD_TYPE = "GITHUB_LOGIN"  # a GithubIdentityItem keyed by login (keys.github_login_pk)
 
 
 def _user(item: UserItem) -> User:
@@ -73,9 +74,11 @@ class UserRepository:
         credential,
         new_data_key: DataKeyItem | None,
         now: int,
+        previous_login: str | None = None,
     ) -> None:
-        """One transaction: the user (created or refreshed), their GitHub identity guard, the encrypted
-        GitHub token, and the user's first data key when the vault just made one. All or nothing."""
+        """One transaction: the user (created or refreshed), their GitHub identity guard, their login
+        guard, the encrypted GitHub token, and the user's first data key when the vault just made one.
+        All or nothing. ``previous_login``: the login stored before this sign-in (a rename frees it)."""
         item = UserItem(
             keys.user_pk(user.user_id),
             keys.USER_PROFILE_SK,
@@ -114,6 +117,10 @@ class UserRepository:
                             ],
                             condition=UserItem.pk.exists(),
                         )
+                    # Unconditional: GitHub just said this login is this account's now, whoever held it
+                    # before (logins can be renamed and re-registered). Readers check it (find_by_github_login).
+                    tx.save(GithubIdentityItem(keys.github_login_pk(user.github_login), keys.IDENTITY_SK,
+                                               user_id=user.user_id, type=LOGIN_GUARD_TYPE))
                     tx.save(
                         CredentialItem(
                             keys.user_pk(credential.user_id),
@@ -142,6 +149,52 @@ class UserRepository:
                 if is_condition_failure(exc):
                     raise Conflict("The account changed during sign-in, please retry", code="SIGN_IN_RACE") from exc
                 raise
+        if previous_login and previous_login.lower() != user.github_login.lower():
+            self._release_login(previous_login, user.user_id)
+
+    def _release_login(self, login: str, user_id: str) -> None:
+        """Delete a login guard only while it still names this user (someone may have taken the login)."""
+        with translated():
+            try:
+                GithubIdentityItem(keys.github_login_pk(login), keys.IDENTITY_SK).delete(
+                    condition=GithubIdentityItem.user_id == user_id
+                )
+            except PynamoDBException as exc:
+                if not is_condition_failure(exc):
+                    raise
+
+    def find_by_github_login(self, login: str) -> User | None:
+        """The user whose current GitHub login this is (case-insensitive): the login guard, then the user,
+        whose stored login must still match (a guard left behind by a rename is not an answer)."""
+        with translated():
+            try:
+                guard = GithubIdentityItem.get(keys.github_login_pk(login), keys.IDENTITY_SK, consistent_read=True)
+                item = UserItem.get(keys.user_pk(guard.user_id), keys.USER_PROFILE_SK, consistent_read=True)
+            except (GithubIdentityItem.DoesNotExist, UserItem.DoesNotExist):
+                return None
+        user = _user(item)
+        return user if user.github_login.lower() == login.lower() else None
+
+    def change_plan(self, user_id: str, *, from_plan: str, to_plan: str, actor: str, reason: str | None,
+                    now: int) -> None:
+        """Set the plan only if it is still ``from_plan`` (no lost update), with its audit item, in one
+        transaction: a plan change without its audit record cannot happen."""
+        user = UserItem(keys.user_pk(user_id), keys.USER_PROFILE_SK)
+        with translated():
+            try:
+                with _transaction() as tx:
+                    tx.update(
+                        user,
+                        actions=[UserItem.plan.set(to_plan), UserItem.updated_at.set(now)],
+                        condition=UserItem.pk.exists() & (UserItem.plan == from_plan),
+                    )
+                    tx.save(audit_item(subject_user_id=user_id, action="plan.set", actor=actor, reason=reason,
+                                       detail={"from": from_plan, "to": to_plan}, now_ms=now * 1000))
+            except TransactWriteError as exc:
+                if is_condition_failure(exc):
+                    raise Conflict("The user's plan changed meanwhile (or the account is gone); read it again",
+                                   code="PLAN_CHANGED") from exc
+                raise
 
     def sign_in_ciphertext(self, user_id: str, provider: str, credential_id: str) -> bytes | None:
         with translated("get"):
@@ -159,6 +212,9 @@ class UserRepository:
             for item in Item.query(keys.user_pk(user.user_id), consistent_read=True):
                 yield item.pk, item.sk
             yield keys.github_identity_pk(user.github_id), keys.IDENTITY_SK
+            owner = self.find_by_github_login(user.github_login)
+            if owner is not None and owner.user_id == user.user_id:  # not if the login has a new owner
+                yield keys.github_login_pk(user.github_login), keys.IDENTITY_SK
             for owned in SessionItem.by_owner.query(keys.owner_gsi_pk(user.user_id)):
                 if not owned.gsi1sk.startswith(keys.DAEMON_GSI_PREFIX):
                     yield owned.pk, owned.sk
@@ -250,19 +306,23 @@ class LoginRepository:
         return PendingLogin(state, item.code_verifier, item.browser_binding, item.next_path, int(item.expires_at))
 
 
+def audit_item(*, subject_user_id: str, action: str, actor: str, reason: str | None, detail, now_ms: int) -> AuditItem:
+    return AuditItem(
+        keys.user_pk(subject_user_id),
+        keys.audit_sk(now_ms, secrets.token_hex(6)),
+        event_id=secrets.token_hex(8),
+        action=action,
+        actor=actor,
+        subject=subject_user_id,
+        reason=reason,
+        detail=detail or {},
+        at=now_ms,
+        expires_at=now_ms // 1000 + AUDIT_RETENTION_SECONDS,
+    )
+
+
 class AuditLog:
     def record(self, *, subject_user_id: str, action: str, actor: str, reason: str | None = None, detail=None) -> None:
-        now_ms = int(time.time() * 1000)
         with translated():
-            AuditItem(
-                keys.user_pk(subject_user_id),
-                keys.audit_sk(now_ms, secrets.token_hex(6)),
-                event_id=secrets.token_hex(8),
-                action=action,
-                actor=actor,
-                subject=subject_user_id,
-                reason=reason,
-                detail=detail or {},
-                at=now_ms,
-                expires_at=now_ms // 1000 + AUDIT_RETENTION_SECONDS,
-            ).save()
+            audit_item(subject_user_id=subject_user_id, action=action, actor=actor, reason=reason, detail=detail,
+                       now_ms=int(time.time() * 1000)).save()

@@ -1,6 +1,6 @@
 """DynamoDB repositories for daemon linking (docs/design/daemon-linking.md): link requests with their
-user-code guards, the failed-lookup counter, and linked daemons with their command queue and results
-(docs/design/daemon-messaging.md).
+user-code guards, and linked daemons with their command queue and results (docs/design/daemon-messaging.md).
+Failed user-code lookups are counted by the rate limiter (rate_limits.py).
 
 Each method is one access pattern; every write that must not race is conditional or transactional.
 """
@@ -17,7 +17,6 @@ from relay_cloud.adapters.dynamo.models import (
     CommandResultItem,
     DaemonItem,
     LinkCodeItem,
-    LinkGuessItem,
     LinkRequestItem,
 )
 from relay_cloud.domain.commands import MAX_QUEUED, RESULT_RETENTION_SECONDS, live
@@ -193,30 +192,6 @@ class LinkRepository:
                     return False
                 raise
 
-    # -- failed user-code lookups (a conditional counter per user and window) ----------------------
-
-    def failed_lookups(self, user_id: str, window: int) -> int:
-        with translated("get"):
-            try:
-                item = LinkGuessItem.get(keys.user_pk(user_id), keys.link_guess_sk(window), consistent_read=True)
-            except LinkGuessItem.DoesNotExist:
-                return 0
-        return int(item.count)
-
-    def count_failed_lookup(self, user_id: str, window: int, *, limit: int, expires_at: int) -> bool:
-        """Add one failed lookup; False (nothing added) when the window already holds ``limit``."""
-        item = LinkGuessItem(keys.user_pk(user_id), keys.link_guess_sk(window))
-        with translated("update"):
-            try:
-                item.update(actions=[LinkGuessItem.count.add(1), LinkGuessItem.expires_at.set(expires_at),
-                                     LinkGuessItem.type.set("LINK_GUESS")],
-                            condition=LinkGuessItem.count.does_not_exist() | (LinkGuessItem.count < limit))
-                return True
-            except PynamoDBException as exc:
-                if is_condition_failure(exc):
-                    return False
-                raise
-
 
 class DaemonRepository:
     def get(self, daemon_id: str) -> Daemon | None:
@@ -250,6 +225,36 @@ class DaemonRepository:
             except PynamoDBException as exc:
                 if is_condition_failure(exc):
                     return False
+                raise
+
+    def upsert_workspace_daemon(self, daemon: Daemon, *, now: int) -> None:
+        """Create a cloud workspace's own daemon (no link flow: the provisioning workflow mints it), or
+        rotate its key and public key when the step runs again; a revoked one comes back to life. One
+        UpdateItem, on condition that the id is free or already this user's daemon for this workspace
+        (``machine_id`` = the workspace id), so it can never take over another daemon. Conflict otherwise."""
+        item = DaemonItem(keys.daemon_pk(daemon.daemon_id), keys.DAEMON_SK)
+        with translated("update"):
+            try:
+                item.update(actions=[
+                    DaemonItem.type.set("DAEMON"),
+                    DaemonItem.daemon_id.set(daemon.daemon_id),
+                    DaemonItem.user_id.set(daemon.user_id),
+                    DaemonItem.name.set(daemon.name),
+                    DaemonItem.machine_id.set(daemon.machine_id),
+                    DaemonItem.public_key.set(daemon.public_key),
+                    DaemonItem.key_hash.set(daemon.key_hash),
+                    DaemonItem.allowed_providers.set(list(daemon.allowed_providers)),
+                    DaemonItem.linked_at.set(now),
+                    DaemonItem.agents.set(DaemonItem.agents | []),
+                    DaemonItem.gsi1pk.set(keys.owner_gsi_pk(daemon.user_id)),
+                    DaemonItem.gsi1sk.set(keys.daemon_gsi_sk(now, daemon.daemon_id)),
+                    DaemonItem.revoked_at.remove(),
+                    DaemonItem.expires_at.remove(),
+                ], condition=DaemonItem.pk.does_not_exist()
+                    | ((DaemonItem.user_id == daemon.user_id) & (DaemonItem.machine_id == daemon.machine_id)))
+            except PynamoDBException as exc:
+                if is_condition_failure(exc):
+                    raise Conflict("That daemon id belongs to another machine", code="DAEMON_ID_TAKEN") from exc
                 raise
 
     def heartbeat(self, daemon_id: str, *, key_hash: str, now: int, agents: list, metrics: dict) -> list | None:

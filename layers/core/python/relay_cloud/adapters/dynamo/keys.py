@@ -28,6 +28,13 @@ def github_identity_pk(github_id: int | str) -> str:
 IDENTITY_SK = "IDENTITY"
 
 
+def github_login_pk(login: str) -> str:
+    """Guard item: the user who last signed in with this GitHub login (an operator looks users up by
+    login). Logins are case-insensitive and can be renamed or re-registered, so the item is rewritten at
+    every sign-in and readers check it against the user's current login."""
+    return f"GHLOGIN#{login.lower()}"
+
+
 def session_pk(session_id: str) -> str:
     return f"SESSION#{digest(session_id)}"
 
@@ -128,11 +135,6 @@ def daemon_gsi_sk(linked_at: int, daemon_id: str) -> str:
     return f"{DAEMON_GSI_PREFIX}{linked_at:010d}#{daemon_id}"
 
 
-def link_guess_sk(window: int) -> str:
-    """A user's counter of failed user-code lookups in one rate-limit window (in the user's partition)."""
-    return f"LINKGUESS#{window:010d}"
-
-
 # -- messages, commands, workspace logins, rate limits (docs/design/daemon-messaging.md) -------------
 
 def inbox_pk(daemon_id: str) -> str:
@@ -169,3 +171,64 @@ def rate_limit_pk(scope: str, subject: str) -> str:
 
 def rate_limit_sk(window: int) -> str:
     return f"W#{window:010d}"
+
+
+# -- repositories and plan usage (docs/design/repositories.md) ---------------------------------------
+
+REPO_PREFIX = "REPO#"
+
+
+def repo_sk(repo_id: str) -> str:
+    """A repository the user added, in the user's partition."""
+    return f"{REPO_PREFIX}{repo_id}"
+
+
+def repo_guard_sk(github_id: int) -> str:
+    """Guard item: the same GitHub repository once per user (created with the repo in one transaction)."""
+    return f"REPOGH#{int(github_id)}"
+
+
+def usage_sk(resource: str) -> str:
+    """A user's usage counter of one plan-limited resource (e.g. 'repositories', 'workspaces')."""
+    return f"USAGE#{resource}"
+
+
+# -- workspaces (docs/design/workspaces.md) ----------------------------------------------------------
+
+def workspace_pk(workspace_id: str) -> str:
+    """A workspace's partition: the workspace item and its provisioning events."""
+    return f"WORKSPACE#{workspace_id}"
+
+
+WORKSPACE_SK = "WORKSPACE"
+WORKSPACE_GSI_PREFIX = "WORKSPACE#"
+EVENT_PREFIX = "EVENT#"
+
+
+def workspace_gsi_sk(created_at: int, workspace_id: str) -> str:
+    """The owner index's sort key: a user's workspaces, oldest first."""
+    return f"{WORKSPACE_GSI_PREFIX}{created_at:010d}#{workspace_id}"
+
+
+def workspace_event_sk(at_ms: int, suffix: str) -> str:
+    """An event of a workspace's provisioning/teardown, in time order (``suffix``: 4 random hex)."""
+    return f"{EVENT_PREFIX}{at_ms:013d}#{suffix}"
+
+
+# Sparse index of the workspaces the reconcile schedule watches (running or moving): present only while
+# the status is one of those, so the schedule queries exactly them, never the whole table.
+WORKSPACE_RECONCILE_GSI_PK = "WSRECONCILE"
+
+
+def workspace_reconcile_gsi_sk(workspace_id: str) -> str:
+    return f"WORKSPACE#{workspace_id}"
+
+
+# -- custom domains (docs/design/workspaces.md "Domains") --------------------------------------------
+
+def domain_pk(domain: str) -> str:
+    """Guard item: one workspace per custom domain (the normalized name), claimed by a conditional put."""
+    return f"DOMAIN#{domain}"
+
+
+DOMAIN_SK = "DOMAIN"

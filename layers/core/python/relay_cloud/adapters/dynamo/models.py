@@ -11,6 +11,7 @@ import os
 
 from pynamodb.attributes import (
     BinaryAttribute,
+    BooleanAttribute,
     ListAttribute,
     MapAttribute,
     NumberAttribute,
@@ -288,17 +289,6 @@ class DaemonItem(Item):
     by_owner = ByOwner()
 
 
-class LinkGuessItem(Item):
-    """Failed user-code lookups of one user in one window: a conditional counter (the rate limit)."""
-
-    class Meta(_Meta):
-        pass
-
-    type = UnicodeAttribute(default="LINK_GUESS")
-    count = NumberAttribute(default=0)
-    expires_at = NumberAttribute()
-
-
 class AuditItem(Item):
     class Meta(_Meta):
         pass
@@ -393,8 +383,118 @@ class RateLimitItem(Item):
     expires_at = NumberAttribute()
 
 
+class RepoItem(Item):
+    """A repository a user added (docs/design/repositories.md), in the user's partition."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="REPO")
+    repo_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    github_id = NumberAttribute()
+    full_name = UnicodeAttribute()
+    name = UnicodeAttribute()
+    owner = UnicodeAttribute()
+    private = BooleanAttribute()
+    default_branch = UnicodeAttribute()
+    html_url = UnicodeAttribute(null=True)
+    added_at = NumberAttribute()
+    attached_workspace_id = UnicodeAttribute(null=True)  # absent until a workspace attaches it
+
+
+class RepoGuardItem(Item):
+    """Guard item: one of the user's repositories per GitHub repository id (unique by a conditional put)."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="REPO_GUARD")
+    repo_id = UnicodeAttribute()
+
+
+class UsageItem(Item):
+    """A user's usage of one plan-limited resource: a counter moved only with the items it counts."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="USAGE")
+    count = NumberAttribute(default=0)
+
+
+class WorkspaceItem(Item):
+    """A hosted workspace (docs/design/workspaces.md); every status write is conditional on the status
+    it expects. ``gsi2pk`` (the sparse reconcile index) is present only while the status is watched."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="WORKSPACE")
+    workspace_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    status = UnicodeAttribute()
+    compute = UnicodeAttribute()
+    region = UnicodeAttribute()
+    size = UnicodeAttribute()
+    app_name = UnicodeAttribute()
+    repo_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    providers = ListAttribute(of=UnicodeAttribute, default=list)
+    resources = MapAttribute(default=dict)  # app, ips, volume_id, machine_id, daemon_id: filled step by step
+    host = UnicodeAttribute(null=True)
+    error = MapAttribute(null=True)  # {code, message, step}
+    execution_arn = UnicodeAttribute(null=True)
+    running_since = NumberAttribute(null=True)
+    compute_seconds = NumberAttribute(default=0)
+    domain = MapAttribute(null=True)
+    slot_held = BooleanAttribute(default=True)  # the plan slot is counted until fail or the final delete
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    gsi1pk = UnicodeAttribute()
+    gsi1sk = UnicodeAttribute()
+    gsi2pk = UnicodeAttribute(null=True)
+    gsi2sk = UnicodeAttribute(null=True)
+    by_owner = ByOwner()
+    by_due_time = ByDueTime()
+
+
+class WorkspaceEventItem(Item):
+    """One step event of a workspace's provisioning or teardown (what the UI's progress shows)."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="WORKSPACE_EVENT")
+    step = UnicodeAttribute()
+    state = UnicodeAttribute()
+    message = UnicodeAttribute()
+    at = NumberAttribute()  # ms
+    expires_at = NumberAttribute()  # TTL: 30 days
+
+
+class DomainGuardItem(Item):
+    """Guard item: which workspace holds a custom domain (unique across all workspaces). Written in one
+    transaction with the workspace's ``domain`` map; an unverified claim carries ``expires_at`` (also the
+    TTL) and may be taken over once it has passed, a verified one never expires."""
+
+    class Meta(_Meta):
+        pass
+
+    type = UnicodeAttribute(default="DOMAIN_GUARD")
+    domain = UnicodeAttribute()
+    workspace_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    token = UnicodeAttribute()  # the ownership TXT value (public: the user publishes it in DNS)
+    verified = BooleanAttribute(default=False)
+    claimed_at = NumberAttribute()
+    verified_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)  # TTL while unverified; removed when verified
+
+
 ALL_MODELS = (
     Item, UserItem, GithubIdentityItem, SessionItem, OAuthLoginItem, DataKeyItem, CredentialItem, DeviceFlowItem, SweepCursorItem,
-    AuditItem, LinkRequestItem, LinkCodeItem, DaemonItem, LinkGuessItem, MessageItem, InboxCounterItem,
-    CommandResultItem, WorkspaceLoginItem, RateLimitItem,
+    AuditItem, LinkRequestItem, LinkCodeItem, DaemonItem, MessageItem, InboxCounterItem,
+    CommandResultItem, WorkspaceLoginItem, RateLimitItem, RepoItem, RepoGuardItem, UsageItem,
+    WorkspaceItem, WorkspaceEventItem, DomainGuardItem,
 )
