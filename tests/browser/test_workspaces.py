@@ -536,16 +536,19 @@ def test_real_stack_create_running_limit_stop_start_domain_delete(page, context,
     expect(page.get_by_test_id("workspaces-empty")).to_be_visible()
     expect(page.get_by_test_id("workspaces-usage")).to_have_text("0 of 1 workspace · Free")
 
-    # One repository to attach (added through the API, as the Repositories page would).
+    # Two repositories to attach (added through the API, as the Repositories page would).
     github = page.request.get("/api/repos/github?per_page=5").json()["repositories"]
-    added = page.request.post("/api/repos", headers=csrf_headers(page), data={"full_name": github[0]["full_name"]})
-    assert added.status in (200, 201), added.text()
-    repo = added.json()
+    repos = []
+    for listed in github[:2]:
+        added = page.request.post("/api/repos", headers=csrf_headers(page), data={"full_name": listed["full_name"]})
+        assert added.status in (200, 201), added.text()
+        repos.append(added.json())
 
     # Create: the dialog → 202 → the workspace's page, where the steps tick by until it runs.
     page.get_by_test_id("workspace-new").click()
     page.get_by_test_id("workspace-name-input").fill("real box")
-    page.get_by_test_id(f"workspace-repo-{repo['id']}").check()
+    for attached in repos:
+        page.get_by_test_id(f"workspace-repo-{attached['id']}").check()
     with page.expect_response(lambda r: r.url.endswith("/api/workspaces") and r.request.method == "POST") as sent:
         page.get_by_test_id("workspace-create-submit").click()
     assert sent.value.status == 202, sent.value.text()
@@ -559,7 +562,8 @@ def test_real_stack_create_running_limit_stop_start_domain_delete(page, context,
     expect(page.get_by_test_id("workspace-status")).to_have_attribute("data-status", "running", timeout=90_000)
     for step in ("app", "ips", "volume", "secrets", "machine", "wait", "health", "finish"):
         expect(page.get_by_test_id(f"workspace-step-{step}")).to_have_attribute("data-state", "succeeded")
-    expect(page.get_by_test_id("workspace-repos-detail")).to_contain_text(repo["full_name"])
+    for attached in repos:
+        expect(page.get_by_test_id("workspace-repos-detail")).to_contain_text(attached["full_name"])
     expect(page.get_by_test_id("workspace-host")).to_have_text(host)
     expect(page.get_by_test_id("workspace-stop")).to_be_enabled()
     expect(page.get_by_test_id("workspace-start")).to_be_disabled()
