@@ -63,12 +63,15 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec(
         "workspaces",
         routes=("ANY /api/workspaces", "ANY /api/workspaces/{proxy+}"),
-        # fly_secret: start/stop/restart call the provider directly; the workflows: create and delete start them.
-        grants=("table:read", "table:write", "fly_secret", "workflow:provision", "workflow:teardown"),
+        # fly_secret/railway_secret: start/stop/restart call the provider directly (railway_secret also offers
+        # Railway to new workspaces); the workflows: create and delete start them.
+        grants=("table:read", "table:write", "fly_secret", "railway_secret", "workflow:provision",
+                "workflow:teardown"),
     ),
-    # Step Functions tasks of the device-flow and workspace workflows: no API route. fly_secret: the
-    # provisioning and teardown steps call Fly.io.
-    FunctionSpec("workflows", routes=(), grants=("table:read", "table:write", "vault", "github_secret", "fly_secret"),
+    # Step Functions tasks of the device-flow and workspace workflows: no API route. fly_secret/railway_secret:
+    # the provisioning and teardown steps call the workspace's compute provider.
+    FunctionSpec("workflows", routes=(),
+                 grants=("table:read", "table:write", "vault", "github_secret", "fly_secret", "railway_secret"),
                  timeout_s=30, error_alarm_threshold=25),
 )
 
@@ -110,7 +113,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
     # docs/design/workspaces.md: running or moving workspaces follow their machine's state (the sparse
     # reconcile index, no scans), closing running periods into the compute meter.
     ScheduleSpec("workspace-reconcile", 5, "functions.schedules.handler.workspace_reconcile",
-                 grants=("table:read", "table:write", "fly_secret"), timeout_s=120),
+                 grants=("table:read", "table:write", "fly_secret", "railway_secret"), timeout_s=120),
 )
 
 

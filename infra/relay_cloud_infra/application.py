@@ -52,6 +52,7 @@ def build_app(
         workspace_region=str(_context(app, "workspace_region", "iad")),
         workspace_image=str(_context(app, "workspace_image", "")),
         workspace_sizes=workspace_sizes_context(app.node.try_get_context("workspace_sizes")),
+        railway_workspace_id=str(_context(app, "railway_workspace_id", "")).strip(),
         api_rate_limit=int(_context(app, "api_rate_limit", 100)),
         api_burst_limit=int(_context(app, "api_burst_limit", 200)),
     )

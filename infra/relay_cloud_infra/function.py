@@ -23,11 +23,12 @@ if TYPE_CHECKING:
 
 METRICS_NAMESPACE = "AgentRelayCloud"
 KNOWN_GRANTS = ("table:read", "table:write", "vault", "github_secret", "workflow:device_flow", "fly_secret",
-                "workflow:provision", "workflow:teardown")
+                "railway_secret", "workflow:provision", "workflow:teardown")
 DEVICE_FLOW_ARN_VARIABLE = "RELAY_DEVICE_FLOW_STATE_MACHINE_ARN"
 PROVISION_ARN_VARIABLE = "RELAY_PROVISION_STATE_MACHINE_ARN"
 TEARDOWN_ARN_VARIABLE = "RELAY_TEARDOWN_STATE_MACHINE_ARN"
 FLY_TOKEN_ARN_VARIABLE = "RELAY_FLY_API_TOKEN_ARN"
+RAILWAY_TOKEN_ARN_VARIABLE = "RELAY_RAILWAY_API_TOKEN_ARN"
 CUSTOM_PROVIDERS_VARIABLE = "RELAY_CUSTOM_PROVIDERS"
 CUSTOM_PROVIDER_URLS = ("device_authorization_url", "token_url", "revoke_url", "userinfo_url")
 CUSTOM_PROVIDER_REQUIRED = ("device_authorization_url", "token_url")  # for the device flow
@@ -52,7 +53,9 @@ class Resources:
     """What grants refer to: ``table:*`` → table, ``vault`` → vault key, ``github_secret`` → secret,
     ``workflow:device_flow`` / ``workflow:provision`` / ``workflow:teardown`` → those state machines (None
     until the workflows construct exists), ``fly_secret`` → the Fly API token's secret, with the Fly and
-    workspace settings (``fly_environment``) every function that talks to Fly reads."""
+    workspace settings (``fly_environment``) every function that talks to Fly reads, ``railway_secret`` →
+    the Railway API token's secret with ``railway_environment`` (None when the deployment has no Railway
+    workspace: the grant then gives nothing and Railway stays off)."""
 
     table: dynamodb.ITableV2
     vault: Vault
@@ -60,6 +63,8 @@ class Resources:
     workflows: Workflows | None = None
     fly_secret: secretsmanager.ISecret | None = None
     fly_environment: Mapping[str, str] | None = None
+    railway_secret: secretsmanager.ISecret | None = None
+    railway_environment: Mapping[str, str] | None = None
 
 
 def production_environment(
@@ -232,6 +237,11 @@ class RelayFunction(Construct):
                 raise ValueError(f"function {spec.name}: grant fly_secret needs the Fly token secret")
             environment |= {**dict(resources.fly_environment or {}),
                             FLY_TOKEN_ARN_VARIABLE: resources.fly_secret.secret_arn}
+        # Without the secret (no railway_workspace_id context) the function gets no Railway setting at all,
+        # so its Settings offer Fly only (composition.computes).
+        if "railway_secret" in spec.grants and resources.railway_secret is not None:
+            environment |= {**dict(resources.railway_environment or {}),
+                            RAILWAY_TOKEN_ARN_VARIABLE: resources.railway_secret.secret_arn}
         return environment
 
     def _grant(self, grants: tuple[str, ...], resources: Resources) -> None:
@@ -252,3 +262,5 @@ class RelayFunction(Construct):
                 resources.workflows.grant_teardown(self.function)
             elif grant == "fly_secret":
                 resources.fly_secret.grant_read(self.function)
+            elif grant == "railway_secret" and resources.railway_secret is not None:
+                resources.railway_secret.grant_read(self.function)

@@ -51,6 +51,13 @@ def _secrets(stack: RelayCloudStack) -> None:
         "The Fly.io org API token is issued by Fly (fly tokens create org); there is no API to rotate it "
         "from a Lambda, the operator replaces it by hand.",
     )
+    if stack.railway_secret is not None:
+        _ack(
+            stack.railway_secret.node.default_child,
+            "SMG4",
+            "The Railway workspace API token is created in Railway's account settings; there is no API to "
+            "rotate it from a Lambda, the operator replaces it by hand.",
+        )
 
 
 def _api(stack: RelayCloudStack) -> None:

@@ -51,6 +51,7 @@ class RelayCloudStack(Stack):
         workspace_region: str = "iad",
         workspace_image: str = "",
         workspace_sizes: str = "",
+        railway_workspace_id: str = "",
         api_rate_limit: int = 100,
         api_burst_limit: int = 200,
         **kwargs,
@@ -69,6 +70,16 @@ class RelayCloudStack(Stack):
             "FlyApiToken",
             description="Fly.io org API token for workspaces' compute; set its value after the first deploy",
         )
+        # Railway is optional: without a Railway workspace id there is no secret, no grant and no Railway
+        # setting in any function, so workspaces offer Fly only.
+        self.railway_secret: secretsmanager.Secret | None = None
+        if railway_workspace_id:
+            self.railway_secret = secretsmanager.Secret(
+                self,
+                "RailwayApiToken",
+                description="Railway workspace API token for workspaces' compute; set its value after the first "
+                "deploy",
+            )
         self.layer = lambda_.LayerVersion(
             self,
             "CoreLayer",
@@ -96,8 +107,11 @@ class RelayCloudStack(Stack):
             fly_environment["RELAY_WORKSPACE_IMAGE"] = workspace_image
         if workspace_sizes:
             fly_environment["RELAY_WORKSPACE_SIZES"] = workspace_sizes
+        # What every function granted railway_secret reads besides the token's ARN.
+        railway_environment = {"RELAY_RAILWAY_WORKSPACE_ID": railway_workspace_id}
         self._resources = Resources(table=self.data.table, vault=self.vault, github_secret=self.github_secret,
-                                    fly_secret=self.fly_secret, fly_environment=fly_environment)
+                                    fly_secret=self.fly_secret, fly_environment=fly_environment,
+                                    railway_secret=self.railway_secret, railway_environment=railway_environment)
         self._environment = production_environment(
             table_name=self.data.table.table_name,
             kms_key_id=self.vault.key.key_arn,
@@ -138,6 +152,8 @@ class RelayCloudStack(Stack):
         CfnOutput(self, "GitHubClientSecretArn", value=self.github_secret.secret_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "FlyApiTokenSecretArn", value=self.fly_secret.secret_arn)
+        if self.railway_secret is not None:
+            CfnOutput(self, "RailwayApiTokenSecretArn", value=self.railway_secret.secret_arn)
         if self.workflows is not None:
             CfnOutput(self, "DeviceFlowStateMachineArn", value=self.workflows.device_flow.state_machine_arn)
             CfnOutput(self, "ProvisionWorkspaceStateMachineArn", value=self.workflows.provision.state_machine_arn)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from aws_cdk.assertions import Template
 from cdk_template_helpers import (
     as_list,
     key_for_alias,
@@ -15,6 +17,7 @@ from cdk_template_helpers import (
     service_name,
     statements_by_role,
 )
+from infra_build import build
 
 
 from functions.manifest import FUNCTIONS, HTTP_FUNCTIONS, SCHEDULES
@@ -130,6 +133,91 @@ def test_grants_follow_the_manifest(resources):
         assert reads_secret == ("github_secret" in spec.grants), spec.name
         reads_fly = any(mentions(s["Resource"], fly_secret) for s in statements.get(role_of(fn), []))
         assert reads_fly == ("fly_secret" in spec.grants), spec.name
+
+
+# --- Railway (context railway_workspace_id) ------------------------------------------------------------------
+
+RAILWAY_WORKSPACE_ID = "0b4a3c2d-1e2f-4a5b-8c7d-6e5f4a3b2c1d"
+RAILWAY_GRANTEES = {spec.name for spec in (*FUNCTIONS, *SCHEDULES) if "railway_secret" in spec.grants}
+RAILWAY_VARIABLES = ("RELAY_RAILWAY_API_TOKEN_ARN", "RELAY_RAILWAY_WORKSPACE_ID")
+
+
+@pytest.fixture(scope="module")
+def railway(web_dir, tmp_path_factory):
+    """(app, stack, nag pack, resources) of a deployment offering Railway workspaces."""
+    app, stack, pack = build(web_dir, tmp_path_factory, railway_workspace_id=RAILWAY_WORKSPACE_ID)
+    return app, stack, pack, Template.from_stack(stack).to_json()["Resources"]
+
+
+def test_the_provider_callers_are_the_railway_grantees():
+    # Whoever calls the provisioner: the API (start/stop/restart, computes), the workflow steps, the reconcile.
+    assert RAILWAY_GRANTEES == {"workspaces", "workflows", "workspace-reconcile"}
+    assert all("fly_secret" in SPECS[name].grants for name in RAILWAY_GRANTEES)
+
+
+def test_railway_token_secret_and_its_arn_output(railway):
+    _, stack, _, resources = railway
+    (secret,) = [lid for lid, res in of_type(resources, "AWS::SecretsManager::Secret").items()
+                 if "Railway" in props(res).get("Description", "")]
+    assert stack.resolve(stack.railway_secret.secret_arn) == {"Ref": secret}
+    assert "set its value after the first deploy" in props(resources[secret])["Description"]
+    outputs = Template.from_stack(stack).to_json()["Outputs"]
+    assert outputs["RailwayApiTokenSecretArn"]["Value"] == {"Ref": secret}
+
+
+def test_only_the_railway_grantees_read_exactly_the_railway_token(railway):
+    _, stack, _, resources = railway
+    secret = stack.resolve(stack.railway_secret.secret_arn)
+    (secret_id,) = secret.values()
+    statements = statements_by_role(resources)
+    functions = {service_name(fn): fn for fn in relay_functions(resources).values()}
+    assert RAILWAY_GRANTEES <= set(functions)
+    for name, fn in functions.items():
+        on_secret = [s for s in statements.get(role_of(fn), []) if mentions(s["Resource"], secret_id)]
+        if name in RAILWAY_GRANTEES:
+            assert on_secret == [{"Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                                  "Effect": "Allow", "Resource": secret}], name
+        else:
+            assert on_secret == [], name
+    readers = {role for role, role_statements in statements.items()
+               for s in role_statements if mentions(s["Resource"], secret_id)}
+    assert readers == {role_of(functions[name]) for name in RAILWAY_GRANTEES}
+
+
+def test_only_the_railway_grantees_get_the_token_arn_and_workspace_id(railway):
+    _, stack, _, resources = railway
+    secret = stack.resolve(stack.railway_secret.secret_arn)
+    for fn in relay_functions(resources).values():
+        variables = props(fn)["Environment"]["Variables"]
+        if service_name(fn) in RAILWAY_GRANTEES:
+            assert variables["RELAY_RAILWAY_API_TOKEN_ARN"] == secret, service_name(fn)
+            assert variables["RELAY_RAILWAY_WORKSPACE_ID"] == RAILWAY_WORKSPACE_ID, service_name(fn)
+            assert "RELAY_RAILWAY_API_TOKEN" not in variables  # never the token itself
+        else:
+            assert not set(RAILWAY_VARIABLES) & set(variables), service_name(fn)
+
+
+def test_the_railway_secret_has_no_unexplained_nag_finding(railway):
+    app, stack, pack, resources = railway
+    assert [v.rule_name for v in pack.validate_scope(app).violations] == []
+    secret = stack.resolve(stack.railway_secret.secret_arn)["Ref"]
+    acknowledged = [r["id"] for r in resources[secret]["Metadata"]["cdk_nag"]["rules_to_suppress"]]
+    assert acknowledged == ["AwsSolutions-SMG4"]
+
+
+def test_without_railway_workspace_id_railway_stays_off(stack, template, resources):
+    assert stack.railway_secret is None
+    assert not [lid for lid, res in of_type(resources, "AWS::SecretsManager::Secret").items()
+                if "Railway" in props(res).get("Description", "")]
+    assert "RailwayApiTokenSecretArn" not in template.to_json()["Outputs"]
+    for fn in relay_functions(resources).values():
+        variables = props(fn)["Environment"]["Variables"]
+        assert not [name for name in variables if name.startswith("RELAY_RAILWAY_")], service_name(fn)
+    secrets = set(of_type(resources, "AWS::SecretsManager::Secret"))
+    for role_statements in statements_by_role(resources).values():
+        for statement in role_statements:
+            if "secretsmanager:GetSecretValue" in as_list(statement["Action"]):
+                assert any(mentions(statement["Resource"], lid) for lid in secrets), statement
 
 
 # --- functions --------------------------------------------------------------------------------------
