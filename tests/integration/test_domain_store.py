@@ -232,8 +232,8 @@ def test_claim_verify_issue_and_remove_through_the_service(backend):
     from relay_cloud.adapters.dynamo.accounts import UserRepository
 
     dns, certs, clock = DnsAnswers(), Certificates(), Clock(NOW)
-    service = DomainService(workspaces=WorkspaceRepository(), guards=DomainRepository(), checker=dns, compute=certs,
-                            users=UserRepository(), clock=clock)
+    service = DomainService(workspaces=WorkspaceRepository(), guards=DomainRepository(), checker=dns,
+                            compute_for={"fly": certs}.__getitem__, users=UserRepository(), clock=clock)
     me = Principal("usr_team", "s", "c")
     claimed = service.claim(me, ws, {"domain": "App.Customer.dev."})
     assert claimed["domain"] == DOMAIN and claimed["status"] == "pending"
@@ -280,8 +280,8 @@ def test_the_whole_chain_with_real_dns_and_the_fly_sandbox(backend):
             compute = FlyProvisioner(api_url=base, token=token, org=ORG, backoff_s=0.01)
             compute.ensure_app(item.app_name)
             service = DomainService(workspaces=WorkspaceRepository(), guards=DomainRepository(),
-                                    checker=DomainChecker(resolver, timeout=2.0), compute=compute,
-                                    users=UserRepository())
+                                    checker=DomainChecker(resolver, timeout=2.0),
+                                    compute_for={"fly": compute}.__getitem__, users=UserRepository())
             me = Principal("usr_team", "s", "c")
             txt, cname = service.claim(me, ws, {"domain": DOMAIN})["records"]
             assert service.verify(me, ws)["reasons"] == ["TXT_MISSING", "CNAME_MISSING"]

@@ -329,7 +329,8 @@ def test_a_teardown_step_that_keeps_failing_records_the_error_and_a_rerun_finish
 def workspace_service(stack, sfn) -> WorkspaceService:
     """What DELETE /api/workspaces/{id} runs: the real repositories and Step Functions (moto)."""
     return WorkspaceService(
-        workspaces=WorkspaceRepository(), users=None, usage=UsageRepository(), compute=None,
+        workspaces=WorkspaceRepository(), users=None, usage=UsageRepository(),
+        compute_for={}.__getitem__,  # DELETE asks no provider: the teardown workflow does
         provisioning=StepFunctionsWorkflow(sfn, stack.env["RELAY_PROVISION_STATE_MACHINE_ARN"]),
         teardown=StepFunctionsWorkflow(sfn, stack.env["RELAY_TEARDOWN_STATE_MACHINE_ARN"]),
         registry=None, sizes=parse_sizes(""), region="iad", public_url=stack.url)
@@ -380,8 +381,8 @@ def domain_service(stack) -> DomainService:
     fly = FlyProvisioner(api_url=stack.env["RELAY_FLY_API_URL"], token=stack.env["RELAY_FLY_API_TOKEN"],
                          org=stack.env["RELAY_FLY_ORG"])
     return DomainService(workspaces=WorkspaceRepository(), guards=DomainRepository(),
-                         checker=DomainChecker(stack.env["RELAY_DNS_RESOLVER"], timeout=5), compute=fly,
-                         users=TeamPlan())
+                         checker=DomainChecker(stack.env["RELAY_DNS_RESOLVER"], timeout=5),
+                         compute_for={"fly": fly}.__getitem__, users=TeamPlan())
 
 
 def publish_records(stack, view: dict) -> None:
@@ -455,9 +456,9 @@ def test_the_secrets_step_sends_only_the_daemon_key_and_the_key_authenticates(st
     workspace = new_workspace(providers=("anthropic", "openai"))
     fly = KeepingSecrets(FlyProvisioner(api_url=stack.env["RELAY_FLY_API_URL"], token=stack.env["RELAY_FLY_API_TOKEN"],
                                         org=stack.env["RELAY_FLY_ORG"]))
-    service = ProvisioningService(workspaces=WorkspaceRepository(), compute=fly, daemons=DaemonRepository(),
-                                  cloud_url=stack.url, image="registry.fly.io/relay-workspace:test", region="iad",
-                                  sizes=parse_sizes(""))
+    service = ProvisioningService(workspaces=WorkspaceRepository(), compute_for={"fly": fly}.__getitem__,
+                                  daemons=DaemonRepository(), cloud_url=stack.url,
+                                  image="registry.fly.io/relay-workspace:test", region="iad", sizes=parse_sizes(""))
     daemons = DaemonService(links=LinkRepository(), daemons=DaemonRepository(), audit=None, registry=None,
                             public_url=stack.url)
     service.app(workspace.workspace_id, workspace.user_id)

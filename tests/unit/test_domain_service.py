@@ -171,8 +171,8 @@ def env():
         users.users[principal.user_id] = User(principal.user_id, 1, principal.user_id, None, None, None, plan, NOW)
     workspaces = FakeWorkspaces()
     guards, dns, compute, clock = FakeGuards(workspaces), FakeDns(), FakeCompute(), Clock(NOW)
-    service = DomainService(workspaces=workspaces, guards=guards, checker=dns, compute=compute, users=users,
-                            clock=clock)
+    service = DomainService(workspaces=workspaces, guards=guards, checker=dns, compute_for={"fly": compute}.__getitem__,
+                            users=users, clock=clock)
     return {"service": service, "workspaces": workspaces, "guards": guards, "dns": dns, "compute": compute,
             "clock": clock, "users": users, "ws": workspaces.add(1, TEAM.user_id)}
 

@@ -176,8 +176,9 @@ def build(status=PROVISIONING, user_id=USER, compute="fly"):
                           size="small", app_name=app_name_for(WS), created_at=1, updated_at=1,
                           providers=("anthropic",), host=f"{app_name_for(WS)}.fly.dev" if compute == "fly" else None)
     workspaces, fly, daemons, clock = FakeWorkspaces(workspace), FakeFly(), FakeDaemons(), Clock()
-    service = ProvisioningService(workspaces=workspaces, compute=fly, daemons=daemons, cloud_url="https://relay.test",
-                                  image="img", region="iad", sizes=parse_sizes(""), clock=clock)
+    service = ProvisioningService(workspaces=workspaces, compute_for={"fly": fly}.__getitem__, daemons=daemons,
+                                  cloud_url="https://relay.test", image="img", region="iad", sizes=parse_sizes(""),
+                                  clock=clock)
     return service, workspaces, fly, daemons, clock
 
 
@@ -187,8 +188,8 @@ def with_railway(service, fly):
     computes = {"fly": fly, "railway": railway}
     service.compute_for = computes.__getitem__
     guards = FakeGuards()
-    service.domains = DomainService(workspaces=service.workspaces, guards=guards, checker=None, compute=fly,
-                                    users=None, compute_for=computes.__getitem__)
+    service.domains = DomainService(workspaces=service.workspaces, guards=guards, checker=None,
+                                    compute_for=computes.__getitem__, users=None)
     return railway, guards
 
 

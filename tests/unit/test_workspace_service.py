@@ -184,7 +184,8 @@ def world():
     service = WorkspaceService(
         workspaces=store, users=SimpleNamespace(get=users.get),
         usage=SimpleNamespace(used=lambda user_id, resource: store.slots.get(user_id, 0)),
-        compute=compute, provisioning=FakeWorkflow("provision"), teardown=FakeWorkflow("teardown"),
+        compute_for={"fly": compute}.__getitem__,  # a Fly-only deployment; two_computes adds Railway
+        provisioning=FakeWorkflow("provision"), teardown=FakeWorkflow("teardown"),
         registry=SimpleNamespace(get=lambda p: p if p in ("anthropic", "openai", "github") else None),
         sizes=parse_sizes(None), region="iad", public_url="https://relay.test", audit=FakeAudit(), clock=clock,
     )

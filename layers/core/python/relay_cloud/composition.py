@@ -236,8 +236,8 @@ class Container:
 
         return ProvisioningService(
             workspaces=WorkspaceRepository(),
-            compute=_Lazy(lambda: self.compute),  # the Fly token is fetched on the first step that needs it
-            compute_for=self.compute_for,  # the workspace's own provider (fly | railway)
+            # The workspace's own provider (fly | railway); its token is fetched on the first step that needs it.
+            compute_for=self.compute_for,
             domains=_Lazy(lambda: self.domains),  # the teardown releases the custom domain first
             daemons=DaemonRepository(),
             cloud_url=self.settings.public_url,
@@ -262,7 +262,6 @@ class Container:
             workspaces=WorkspaceRepository(),
             users=UserRepository(),
             usage=UsageRepository(),
-            compute=_Lazy(lambda: self.compute),  # the Fly token is fetched on the first call that needs it
             provisioning=StepFunctionsWorkflow(stepfunctions, self.settings.provision_state_machine_arn),
             teardown=StepFunctionsWorkflow(stepfunctions, self.settings.teardown_state_machine_arn),
             registry=_Lazy(lambda: self.settings.registry()),  # provider ids only: no secret needed
@@ -271,7 +270,8 @@ class Container:
             public_url=self.settings.public_url,
             audit=AuditLog(),
             domains=_Lazy(lambda: self.domains),  # the reconcile moves issuing certificates on
-            compute_for=self.compute_for,  # start/stop/restart/reconcile on the workspace's own provider
+            # start/stop/restart/reconcile on the workspace's own provider; its token is fetched on first use
+            compute_for=self.compute_for,
             computes=self.computes,
         )
 
@@ -289,7 +289,6 @@ class Container:
             workspaces=WorkspaceRepository(),
             guards=DomainRepository(),
             checker=self.domain_checker,
-            compute=_Lazy(lambda: self.compute),
             compute_for=self.compute_for,  # certificates live with the workspace's own provider
             users=UserRepository(),
             clock=time.time,

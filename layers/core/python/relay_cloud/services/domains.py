@@ -40,9 +40,10 @@ from relay_cloud.domain.domains import (
     public_view,
     verify,
 )
-from relay_cloud.domain.errors import Conflict, NotFound, PaymentRequired, Unauthenticated, ValidationFailed
-from relay_cloud.domain.plans import DEFAULT_TIER, PLANS, REQUIRED_PLAN, get_plan
-from relay_cloud.domain.workspaces import DELETING, Workspace, WorkspaceNotFound, WorkspaceStateConflict
+from relay_cloud.domain.errors import Conflict, NotFound, PaymentRequired, ValidationFailed
+from relay_cloud.domain.plans import PLANS, REQUIRED_PLAN
+from relay_cloud.domain.workspaces import DELETING, Workspace, WorkspaceStateConflict
+from relay_cloud.services.workspaces import owned_workspace, plan_of
 
 FEATURE = "custom_domains"
 CERTIFICATE_STATUS = {"pending": ISSUING, "active": ACTIVE, "failed": FAILED}  # provider → claim status
@@ -75,43 +76,27 @@ class DomainService:
     workspaces: object  # adapters.dynamo.workspaces.WorkspaceRepository (get)
     guards: object  # adapters.dynamo.domains.DomainRepository
     checker: object  # adapters.dns.DomainChecker (txt_values, cname_target)
-    compute: object  # domain.compute.Provisioner (add_certificate, certificate_status, delete_certificate)
+    # The provisioner of a compute provider by name ("fly" | "railway"): a workspace's certificates live with
+    # its own provider (Fly: the app's; Railway: the service's custom domain).
+    compute_for: Callable[[str], object]
     users: object  # the plan
     clock: Callable[[], float] = time.time
     new_token: Callable[[], str] = new_ownership_token
-    # The provisioner of the workspace's ``compute`` ("fly" | "railway"); None = ``compute`` for all.
-    compute_for: Callable[[str], object] | None = None
 
     def _now(self) -> int:
         return int(self.clock())
 
-    def _compute(self, workspace: Workspace):
-        """The certificates live with the workspace's own provider (Fly: the app's; Railway: the
-        service's custom domain)."""
-        if self.compute_for is None:
-            return self.compute
-        return self.compute_for(workspace.compute or "fly")
-
     def _require_plan(self, user_id: str) -> None:
-        user = self.users.get(user_id)
-        if user is None:
-            raise Unauthenticated("Your account no longer exists", code="SESSION_EXPIRED")
-        plan = get_plan(user.plan) or PLANS[DEFAULT_TIER]
+        plan = plan_of(self.users, user_id)
         if not plan.allows(FEATURE):
             raise feature_not_available(plan.tier)
-
-    def _workspace(self, principal: Principal, workspace_id: str) -> Workspace:
-        workspace = self.workspaces.get(workspace_id) if isinstance(workspace_id, str) else None
-        if workspace is None or workspace.user_id != principal.user_id:
-            raise WorkspaceNotFound()
-        return workspace
 
     # -- claim -----------------------------------------------------------------------------------
 
     def claim(self, principal: Principal, workspace_id: str, body) -> dict:
         """201 ``{domain, status: pending, records, expires_at, ...}``. The same domain again answers the
         current claim; another domain while one is set is 409 ``DOMAIN_ALREADY_SET`` (remove it first)."""
-        workspace = self._workspace(principal, workspace_id)
+        workspace = owned_workspace(self.workspaces, principal, workspace_id)
         self._require_plan(principal.user_id)
         domain = parse_claim_body(body)
         for _ in range(ATTEMPTS):
@@ -128,7 +113,8 @@ class DomainService:
             try:
                 return self._claim(workspace, domain)
             except ClaimChanged:
-                workspace = self._workspace(principal, workspace_id)  # changed meanwhile: decide again
+                # Changed meanwhile: decide again.
+                workspace = owned_workspace(self.workspaces, principal, workspace_id)
         raise Conflict("The workspace changed meanwhile, please retry", code="WORKSPACE_CHANGED")
 
     def _claim(self, workspace: Workspace, domain: str) -> dict:
@@ -165,7 +151,7 @@ class DomainService:
     def verify(self, principal: Principal, workspace_id: str) -> dict:
         """200 the domain view after one step forward: DNS checks while ``pending`` (or ``failed``), the
         certificate requested once ``verified``, its status read while ``issuing`` or ``active``."""
-        workspace = self._workspace(principal, workspace_id)
+        workspace = owned_workspace(self.workspaces, principal, workspace_id)
         if not workspace.domain:
             raise _no_domain()
         self._require_plan(principal.user_id)
@@ -174,7 +160,8 @@ class DomainService:
         try:
             state = self._advance(workspace, dict(workspace.domain))
         except ClaimChanged:
-            workspace = self._workspace(principal, workspace_id)  # removed or replaced meanwhile
+            # Removed or replaced meanwhile.
+            workspace = owned_workspace(self.workspaces, principal, workspace_id)
             if not workspace.domain:
                 raise _no_domain() from None
             state = workspace.domain
@@ -232,11 +219,11 @@ class DomainService:
     def _request_certificate(self, workspace: Workspace, state: dict, *, fresh: bool = False) -> dict:
         """Ask the provider for the domain's certificate (it looks first: never two); ``fresh`` deletes a
         failed one first."""
-        domain, now = state["domain"], self._now()
+        domain, now, compute = state["domain"], self._now(), self.compute_for(workspace.compute)
         try:
             if fresh:
-                self._compute(workspace).delete_certificate(workspace.app_name, domain)
-            provider_status = self._compute(workspace).add_certificate(workspace.app_name, domain)
+                compute.delete_certificate(workspace.app_name, domain)
+            provider_status = compute.add_certificate(workspace.app_name, domain)
         except ProviderRejected as exc:
             changes = {"status": FAILED, "error": {"code": exc.code, "message": exc.message}}
         except UpstreamUnavailable:
@@ -248,7 +235,7 @@ class DomainService:
         return {key: value for key, value in {**state, **changes}.items() if value is not None}
 
     def _refresh_certificate(self, workspace: Workspace, state: dict) -> dict:
-        provider_status = self._compute(workspace).certificate_status(workspace.app_name, state["domain"])
+        provider_status = self.compute_for(workspace.compute).certificate_status(workspace.app_name, state["domain"])
         if provider_status is None:  # deleted at the provider behind our back: ask again
             return self._request_certificate(workspace, {**state, "status": VERIFIED})
         status = CERTIFICATE_STATUS.get(provider_status, ISSUING)
@@ -279,18 +266,18 @@ class DomainService:
     def remove(self, principal: Principal, workspace_id: str) -> None:
         """204: the certificate deleted at the provider (404 = done), then the guard (if still ours) and the
         map in one transaction. Nothing to remove is also 204."""
-        workspace = self._workspace(principal, workspace_id)
+        workspace = owned_workspace(self.workspaces, principal, workspace_id)
         for _ in range(ATTEMPTS):
             state = workspace.domain
             if not state:
                 return
             # Always asked (404 = done): a certificate may exist even when our record says otherwise.
-            self._compute(workspace).delete_certificate(workspace.app_name, state["domain"])
+            self.compute_for(workspace.compute).delete_certificate(workspace.app_name, state["domain"])
             try:
                 self.guards.release(state["domain"], workspace.workspace_id, state["token"], now=self._now())
                 return
             except ClaimChanged:
-                workspace = self._workspace(principal, workspace_id)
+                workspace = owned_workspace(self.workspaces, principal, workspace_id)
         raise Conflict("The workspace changed meanwhile, please retry", code="WORKSPACE_CHANGED")
 
     def teardown(self, workspace: Workspace) -> None:
@@ -301,7 +288,7 @@ class DomainService:
         state = workspace.domain
         if not state:
             return
-        self._compute(workspace).delete_certificate(workspace.app_name, state["domain"])
+        self.compute_for(workspace.compute).delete_certificate(workspace.app_name, state["domain"])
         self.guards.release_guard(state["domain"], workspace.workspace_id)
 
 

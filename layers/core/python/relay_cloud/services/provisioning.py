@@ -110,7 +110,9 @@ def workspace_daemon_id(workspace_id: str) -> str:
 @dataclass
 class ProvisioningService:
     workspaces: object  # adapters.dynamo.workspaces.WorkspaceRepository
-    compute: object  # domain.compute.Provisioner: Fly.io, or the one ``compute_for`` names
+    # The provisioner of a compute provider by name ("fly" | "railway"): every step runs on the provider the
+    # workspace records.
+    compute_for: Callable[[str], object]
     daemons: object  # adapters.dynamo.daemons.DaemonRepository
     cloud_url: str  # RELAY_PUBLIC_URL: where the workspace's daemon reaches the cloud
     image: str  # RELAY_WORKSPACE_IMAGE
@@ -119,8 +121,6 @@ class ProvisioningService:
     clock: Callable[[], float] = time.time
     new_private_key: Callable[[], X25519PrivateKey] = X25519PrivateKey.generate
     new_secret: Callable[[], str] = new_key_secret
-    # The provisioner of the workspace's ``compute`` ("fly" | "railway"); None = ``compute`` for all.
-    compute_for: Callable[[str], object] | None = None
     # services.domains.DomainService: the teardown frees the workspace's custom domain (certificate, guard).
     domains: object = None
 
@@ -131,14 +131,14 @@ class ProvisioningService:
 
     def app(self, workspace_id: str, user_id: str) -> dict:
         def run(ws):
-            ref = self._compute(ws).ensure_app(self._app_name(ws))
+            ref = self.compute_for(ws.compute).ensure_app(self._app_name(ws))
             self.workspaces.set_resource(workspace_id, "app", ref.name)
             return f"App {ref.name} {'created' if ref.created else 'found'}"
         return self._step("app", workspace_id, user_id, run)
 
     def ips(self, workspace_id: str, user_id: str) -> dict:
         def run(ws):
-            ips = self._compute(ws).ensure_ips(self._app_name(ws))
+            ips = self.compute_for(ws.compute).ensure_ips(self._app_name(ws))
             self.workspaces.set_resource(workspace_id, "ips", [{"address": ip.address, "type": ip.type} for ip in ips])
             return "Addresses " + ", ".join(f"{ip.address} ({ip.type})" for ip in ips)
         return self._step("ips", workspace_id, user_id, run)
@@ -146,7 +146,8 @@ class ProvisioningService:
     def volume(self, workspace_id: str, user_id: str) -> dict:
         def run(ws):
             size = self._size(ws)
-            volume = self._compute(ws).ensure_volume(self._app_name(ws), VOLUME_NAME, self._region(ws), size.volume_gb)
+            volume = self.compute_for(ws.compute).ensure_volume(self._app_name(ws), VOLUME_NAME, self._region(ws),
+                                                                size.volume_gb)
             self.workspaces.set_resource(workspace_id, "volume_id", volume.id)
             return f"Volume {volume.id} ({volume.size_gb} GB) in {volume.region}"
         return self._step("volume", workspace_id, user_id, run)
@@ -168,7 +169,7 @@ class ProvisioningService:
             ), now=self._now())
             self.workspaces.set_resource(workspace_id, "daemon_id", daemon_id)
             # The key and the private key exist only in this request body to the provider.
-            self._compute(ws).set_secrets(self._app_name(ws), {
+            self.compute_for(ws.compute).set_secrets(self._app_name(ws), {
                 "RELAY_CLOUD_URL": self.cloud_url,
                 "RELAY_DAEMON_KEY": daemon_key(daemon_id, secret),
                 "RELAY_DAEMON_PRIVATE_KEY": b64url(private_raw),
@@ -184,7 +185,7 @@ class ProvisioningService:
             spec = MachineSpec(image=self.image, size=self._size(ws), region=self._region(ws),
                                volume_id=resources.get("volume_id"), mount_path=MOUNT_PATH,
                                metadata={"workspace_id": workspace_id})
-            machine = self._compute(ws).ensure_machine(self._app_name(ws), MACHINE_NAME, spec)
+            machine = self.compute_for(ws.compute).ensure_machine(self._app_name(ws), MACHINE_NAME, spec)
             self.workspaces.set_resource(workspace_id, "machine_id", machine.id)
             return f"Machine {machine.id} ({machine.state}) in {machine.region}"
         self._step("machine", workspace_id, user_id, run)
@@ -203,7 +204,7 @@ class ProvisioningService:
         machine_id = self._resources(ws).get("machine_id")
         try:
             remaining = int(deadline) - self._now()
-            started = remaining > 0 and bool(machine_id) and self._compute(ws).wait_started(
+            started = remaining > 0 and bool(machine_id) and self.compute_for(ws.compute).wait_started(
                 self._app_name(ws), machine_id, max(1, min(call_seconds, remaining)))
             if not started and self._now() >= int(deadline):
                 raise StartTimeout("The machine did not start before the deadline")
@@ -218,7 +219,7 @@ class ProvisioningService:
         """Fly's own check on the agent host: the machine reports ``started``."""
         def run(ws):
             machine_id = self._resources(ws).get("machine_id")
-            state = self._compute(ws).machine_state(self._app_name(ws), machine_id) if machine_id else None
+            state = self.compute_for(ws.compute).machine_state(self._app_name(ws), machine_id) if machine_id else None
             if state != "started":
                 raise HealthCheckFailed(f"The machine is {state or 'gone'}, not started")
             return "The machine is started"
@@ -292,7 +293,7 @@ class ProvisioningService:
         def run(ws):
             machine_id = self._resources(ws).get("machine_id")
             if machine_id:
-                self._compute(ws).delete_machine(self._app_name(ws), machine_id)
+                self.compute_for(ws.compute).delete_machine(self._app_name(ws), machine_id)
                 self.workspaces.set_resource(workspace_id, "machine_id", None)
             return f"Machine {machine_id} deleted" if machine_id else "No machine"
         return self._teardown_step("teardown.machine", workspace_id, user_id, run)
@@ -308,14 +309,14 @@ class ProvisioningService:
 
     def teardown_ips(self, workspace_id: str, user_id: str) -> dict:
         def run(ws):
-            self._compute(ws).release_ips(self._app_name(ws))
+            self.compute_for(ws.compute).release_ips(self._app_name(ws))
             self.workspaces.set_resource(workspace_id, "ips", None)
             return "Addresses released"
         return self._teardown_step("teardown.ips", workspace_id, user_id, run)
 
     def teardown_app(self, workspace_id: str, user_id: str) -> dict:
         def run(ws):
-            self._compute(ws).delete_app(self._app_name(ws))  # by its derived name: recorded or not
+            self.compute_for(ws.compute).delete_app(self._app_name(ws))  # by its derived name: recorded or not
             self.workspaces.set_resource(workspace_id, "app", None)
             return f"App {self._app_name(ws)} deleted"
         return self._teardown_step("teardown.app", workspace_id, user_id, run)
@@ -352,15 +353,7 @@ class ProvisioningService:
     # -- helpers -------------------------------------------------------------------------------------
 
     def _step(self, step: str, workspace_id: str, user_id: str, run) -> dict:
-        ws = self._provisioning(workspace_id, user_id)
-        self._event(workspace_id, step, STARTED, STARTING_MESSAGES.get(step))
-        try:
-            message = run(ws)
-        except RelayError as exc:
-            self._event(workspace_id, step, FAILED, exc.message)
-            raise
-        self._event(workspace_id, step, SUCCEEDED, message)
-        return {"step": step}
+        return self._run(step, self._provisioning(workspace_id, user_id), run)
 
     def _teardown_step(self, step: str, workspace_id: str, user_id: str, run) -> dict:
         ws = self._owned(workspace_id, user_id)
@@ -368,13 +361,17 @@ class ProvisioningService:
             return {"step": step, "skipped": True}  # the items are gone: a re-run after Forget
         if ws.status != DELETING:
             raise WorkspaceStateConflict(ws.status, "The workspace is not being deleted")
-        self._event(workspace_id, step, STARTED, STARTING_MESSAGES.get(step))
+        return self._run(step, ws, run)
+
+    def _run(self, step: str, ws, run) -> dict:
+        """``run(ws)`` between the step's ``started`` event and its ``succeeded`` (run's message) or ``failed``."""
+        self._event(ws.workspace_id, step, STARTED, STARTING_MESSAGES.get(step))
         try:
             message = run(ws)
         except RelayError as exc:
-            self._event(workspace_id, step, FAILED, exc.message)
+            self._event(ws.workspace_id, step, FAILED, exc.message)
             raise
-        self._event(workspace_id, step, SUCCEEDED, message)
+        self._event(ws.workspace_id, step, SUCCEEDED, message)
         return {"step": step}
 
     def _owned(self, workspace_id: str, user_id: str):
@@ -396,8 +393,9 @@ class ProvisioningService:
 
     def _release_compute(self, ws) -> list[str]:
         app, resources, removed = self._app_name(ws), self._resources(ws), []
+        compute = self.compute_for(ws.compute)
         if resources.get("machine_id"):
-            self._compute(ws).delete_machine(app, resources["machine_id"])
+            compute.delete_machine(app, resources["machine_id"])
             self.workspaces.set_resource(ws.workspace_id, "machine_id", None)
             removed.append("machine")
         if resources.get("volume_id"):
@@ -405,10 +403,10 @@ class ProvisioningService:
             self.workspaces.set_resource(ws.workspace_id, "volume_id", None)
             removed.append("volume")
         if resources.get("ips"):
-            self._compute(ws).release_ips(app)
+            compute.release_ips(app)
             self.workspaces.set_resource(ws.workspace_id, "ips", None)
             removed.append("addresses")
-        self._compute(ws).delete_app(app)
+        compute.delete_app(app)
         if resources.get("app"):
             self.workspaces.set_resource(ws.workspace_id, "app", None)
             removed.append("app")
@@ -416,7 +414,7 @@ class ProvisioningService:
 
     def _delete_volume(self, ws, volume_id: str) -> None:
         try:
-            self._compute(ws).delete_volume(self._app_name(ws), volume_id)
+            self.compute_for(ws.compute).delete_volume(self._app_name(ws), volume_id)
         except ProviderRejected as exc:
             # Still attached for a moment after its machine was destroyed: the app's deletion takes it.
             if exc.details.get("upstream_status") != 409:
@@ -429,11 +427,6 @@ class ProvisioningService:
     def _event(self, workspace_id: str, step: str, state: str, message: str | None) -> None:
         self.workspaces.add_event(workspace_id, step, state, message or "", self.clock())
 
-    def _compute(self, ws):
-        if self.compute_for is None:
-            return self.compute
-        return self.compute_for(getattr(ws, "compute", None) or "fly")
-
     def _host(self, ws) -> str:
         """Where the workspace is reached: set at creation when the provider's rule names it (Fly:
         ``<app>.fly.dev``); Railway's is the service domain the ``ips`` step recorded."""
@@ -442,7 +435,7 @@ class ProvisioningService:
         for ip in self._resources(ws).get("ips") or ():
             if isinstance(ip, dict) and ip.get("type") == "domain" and ip.get("address"):
                 return ip["address"]
-        if (getattr(ws, "compute", None) or "fly") == "fly":
+        if ws.compute == "fly":
             return f"{self._app_name(ws)}.fly.dev"
         raise HealthCheckFailed("The provider gave the workspace no host name")
 

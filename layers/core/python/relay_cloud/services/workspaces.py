@@ -76,7 +76,9 @@ class WorkspaceService:
     workspaces: object  # adapters.dynamo.workspaces.WorkspaceRepository
     users: object  # the user's plan (adapters.dynamo.accounts.UserRepository)
     usage: object  # adapters.dynamo.usage.UsageRepository
-    compute: object  # domain.compute.Provisioner (Fly)
+    # The provisioner of a compute provider by name ("fly" | "railway"): a workspace's machine lives with
+    # the provider the workspace records, whatever the default is.
+    compute_for: Callable[[str], object]
     provisioning: object  # workflow starter of the provisioning state machine (adapters.workflows)
     teardown: object  # workflow starter of the teardown state machine
     registry: object  # provider ids a workspace daemon may lease
@@ -87,33 +89,10 @@ class WorkspaceService:
     domains: object = None  # services.domains.DomainService: the reconcile moves issuing certificates on
     clock: Callable[[], float] = time.time
     new_id: Callable[[], str] = new_workspace_id
-    # The provisioner of a workspace's ``compute`` ("fly" | "railway"); None = ``compute`` for all.
-    compute_for: Callable[[str], object] | None = None
     computes: tuple = ("fly",)  # the compute providers this deployment offers (configured ones)
 
     def _now(self) -> int:
         return int(self.clock())
-
-    def _plan(self, user_id: str) -> Plan:
-        user = self.users.get(user_id)
-        if user is None:
-            raise Unauthenticated("Your account no longer exists", code="SESSION_EXPIRED")
-        return get_plan(user.plan) or PLANS[DEFAULT_TIER]
-
-    def _compute(self, workspace: Workspace):
-        """The provisioner the workspace runs on (its machine lives there, whatever the default is)."""
-        if self.compute_for is None:
-            return self.compute
-        return self.compute_for(workspace.compute or "fly")
-
-    def _owned(self, principal: Principal, workspace_id: str) -> Workspace:
-        """The caller's workspace; anything else is the same 404 (existence is never disclosed)."""
-        if not valid_workspace_id(workspace_id):
-            raise WorkspaceNotFound()
-        workspace = self.workspaces.get(workspace_id)
-        if workspace is None or workspace.user_id != principal.user_id:
-            raise WorkspaceNotFound()
-        return workspace
 
     def _audit(self, principal: Principal, action: str, workspace: Workspace, **detail) -> None:
         if self.audit is not None:
@@ -123,7 +102,7 @@ class WorkspaceService:
     # -- reads -----------------------------------------------------------------------------------
 
     def list(self, principal: Principal) -> dict:
-        plan = self._plan(principal.user_id)
+        plan = plan_of(self.users, principal.user_id)
         workspaces = [self._refreshed(w) for w in self.workspaces.owned_by(principal.user_id)]
         return {
             "workspaces": [w.to_public() for w in workspaces],
@@ -132,10 +111,10 @@ class WorkspaceService:
         }
 
     def get(self, principal: Principal, workspace_id: str) -> dict:
-        return self._refreshed(self._owned(principal, workspace_id)).to_public()
+        return self._refreshed(owned_workspace(self.workspaces, principal, workspace_id)).to_public()
 
     def events(self, principal: Principal, workspace_id: str, params: dict) -> dict:
-        self._owned(principal, workspace_id)
+        owned_workspace(self.workspaces, principal, workspace_id)
         after = params.get("after") or None
         if after is not None and not EVENT_CURSOR.match(after):
             raise ValidationFailed("after must be a cursor this API returned", code="INVALID_CURSOR", field="after")
@@ -157,7 +136,7 @@ class WorkspaceService:
         providers = parse_providers(body.get("providers"), lambda p: self.registry.get(p) is not None)
         size = parse_size(body.get("size"), self.sizes)
         compute = parse_compute(body.get("compute"), tuple(c for c in COMPUTES if c in self.computes))
-        plan = self._plan(principal.user_id)
+        plan = plan_of(self.users, principal.user_id)
         now = self._now()
         workspace_id = self.new_id()
         app_name = app_name_for(workspace_id)
@@ -193,7 +172,7 @@ class WorkspaceService:
     # -- changes ---------------------------------------------------------------------------------
 
     def rename(self, principal: Principal, workspace_id: str, body: dict) -> dict:
-        current = self._owned(principal, workspace_id)
+        current = owned_workspace(self.workspaces, principal, workspace_id)
         if body.get("name") is None:
             return current.to_public()
         name = parse_name(body.get("name"))
@@ -202,7 +181,7 @@ class WorkspaceService:
 
     def attach_repos(self, principal: Principal, workspace_id: str, body: dict) -> dict:
         repo_ids = parse_repo_ids(body.get("repo_ids"), required=True)
-        self._owned(principal, workspace_id)
+        owned_workspace(self.workspaces, principal, workspace_id)
         workspace = self.workspaces.attach(workspace_id, principal.user_id, repo_ids, max_repos=MAX_REPOS,
                                            now=self._now())
         return workspace.to_public()
@@ -213,7 +192,7 @@ class WorkspaceService:
         deletes the items). A repeated DELETE while that teardown runs changes nothing; after it failed
         (or was aborted, or never started) it starts the next attempt, so the user retries by deleting
         again."""
-        current = self._owned(principal, workspace_id)
+        current = owned_workspace(self.workspaces, principal, workspace_id)
         if current.status != DELETING:
             current = self.workspaces.update(workspace_id, expected_status=current.status, now=self._now(),
                                              status=DELETING)
@@ -256,14 +235,14 @@ class WorkspaceService:
     def _lifecycle(self, principal: Principal, workspace_id: str, action: str) -> dict:
         """Set the transitional status (conditional: two concurrent actions cannot both pass), then ask
         the provider; a refused or unreachable provider puts the previous status back."""
-        current = self._owned(principal, workspace_id)
+        current = owned_workspace(self.workspaces, principal, workspace_id)
         target = action_transition(action, current.status)
         if not current.machine_id:
             raise WorkspaceStateConflict(current.status, "The workspace has no machine yet")
         now = self._now()
         moving = self.workspaces.update(workspace_id, expected_status=current.status, now=now, status=target)
         try:
-            state = getattr(self._compute(current), action)(current.app_name, current.machine_id)
+            state = getattr(self.compute_for(current.compute), action)(current.app_name, current.machine_id)
         except (DependencyUnavailable, ProviderRejected):
             try:
                 self.workspaces.update(workspace_id, expected_status=target, now=self._now(), status=current.status)
@@ -292,7 +271,7 @@ class WorkspaceService:
 
     def _reconcile_one(self, workspace: Workspace, now: int) -> Workspace | None:
         """Move one watched workspace to what the provider reports; the new workspace, or None."""
-        state = (self._compute(workspace).machine_state(workspace.app_name, workspace.machine_id)
+        state = (self.compute_for(workspace.compute).machine_state(workspace.app_name, workspace.machine_id)
                  if workspace.machine_id else None)
         target = reconciled_status(workspace.status, state, since=workspace.updated_at, now=now)
         if target is None:
@@ -341,6 +320,25 @@ class WorkspaceService:
                 except (DependencyUnavailable, ProviderRejected):
                     report.errors += 1
         return report
+
+
+def owned_workspace(workspaces, principal: Principal, workspace_id) -> Workspace:
+    """The caller's workspace (the workspace and domain routes); anything else (another user's, an unknown
+    or malformed id) is the same 404: existence is never disclosed."""
+    if not valid_workspace_id(workspace_id):
+        raise WorkspaceNotFound()
+    workspace = workspaces.get(workspace_id)
+    if workspace is None or workspace.user_id != principal.user_id:
+        raise WorkspaceNotFound()
+    return workspace
+
+
+def plan_of(users, user_id: str) -> Plan:
+    """The caller's plan (the default tier for one we do not know); a deleted account ends the session."""
+    user = users.get(user_id)
+    if user is None:
+        raise Unauthenticated("Your account no longer exists", code="SESSION_EXPIRED")
+    return get_plan(user.plan) or PLANS[DEFAULT_TIER]
 
 
 def _teardown_attempt(execution_arn: str | None, workspace_id: str) -> int | None:
