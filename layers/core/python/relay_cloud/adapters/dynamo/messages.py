@@ -9,15 +9,13 @@ never too low, and ``recount`` heals it.
 
 from __future__ import annotations
 
-import random
-import time
-
-from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.transactions import TransactWrite
 
 from relay_cloud.adapters.dynamo import keys
-from relay_cloud.adapters.dynamo.errors import failed_conditions, is_condition_failure, translated
+from relay_cloud.adapters.dynamo.errors import is_condition_failure, translated
 from relay_cloud.adapters.dynamo.models import DaemonItem, InboxCounterItem, MessageItem
+from relay_cloud.adapters.dynamo.transactions import commit
 from relay_cloud.domain.errors import DependencyUnavailable
 from relay_cloud.domain.messages import (
     INBOX_FULL,
@@ -37,32 +35,8 @@ RECEIVE_PAGE_SIZE = 100  # items per Query page: a receive of a few messages doe
 _TARGET, _MESSAGE, _COUNTER = 0, 1, 2
 
 
-def _transaction() -> TransactWrite:
-    return TransactWrite(connection=MessageItem._get_connection().connection)
-
-
 def _write(build) -> set[int]:
-    """Commit the transaction ``build(tx)`` describes; the positions of the items that failed their
-    condition (empty: it committed). DynamoDB cancels a transaction that touches an item another one is
-    writing (here: the inbox counter, under concurrent senders) with TransactionConflict; that is retried
-    after a short random pause, then answered 503."""
-    for attempt in range(TRANSACTION_ATTEMPTS):
-        with translated("transaction"):
-            try:
-                with _transaction() as tx:
-                    build(tx)
-                return set()
-            except TransactWriteError as exc:
-                failed = failed_conditions(exc)
-                if failed:
-                    return failed
-                reasons = exc.cancellation_reasons or []
-                if not any(reason is not None and reason.code == "TransactionConflict" for reason in reasons):
-                    raise
-                if attempt == TRANSACTION_ATTEMPTS - 1:
-                    raise DependencyUnavailable("The inbox is busy, please retry", code="DATABASE_UNAVAILABLE") from exc
-        time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-    raise AssertionError("unreachable")
+    return commit(build, attempts=TRANSACTION_ATTEMPTS, busy_message="The inbox is busy, please retry")
 
 
 def _counter(daemon_id: str) -> InboxCounterItem:

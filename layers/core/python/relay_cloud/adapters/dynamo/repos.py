@@ -7,26 +7,17 @@ single transactions over all three, so the plan limit and the uniqueness hold un
 
 from __future__ import annotations
 
-import random
-import time
-
-from pynamodb.exceptions import TransactWriteError
-from pynamodb.transactions import TransactWrite
-
 from relay_cloud.adapters.dynamo import keys, usage
-from relay_cloud.adapters.dynamo.errors import failed_conditions, translated
+from relay_cloud.adapters.dynamo.errors import translated
 from relay_cloud.adapters.dynamo.models import RepoGuardItem, RepoItem
-from relay_cloud.domain.errors import Conflict, DependencyUnavailable, NotFound
+from relay_cloud.adapters.dynamo.transactions import commit
+from relay_cloud.domain.errors import Conflict, NotFound
 from relay_cloud.domain.plans import LimitReached
 from relay_cloud.domain.repos import RESOURCE, Repo, RepoExists
 
 TRANSACTION_ATTEMPTS = 6  # concurrent adds conflict on the one counter (TransactionConflict): retried
 # Positions in the add transaction (puts, then updates) and the remove transaction (deletes, then updates).
 _REPO, _GUARD, _COUNTER = 0, 1, 2
-
-
-def _transaction() -> TransactWrite:
-    return TransactWrite(connection=RepoItem._get_connection().connection)
 
 
 def _repo(item: RepoItem) -> Repo:
@@ -38,27 +29,7 @@ def _repo(item: RepoItem) -> Repo:
 
 
 def _commit(build) -> set[int]:
-    """Commit the transaction ``build(tx)`` describes; the positions whose condition failed (empty: it
-    committed). A cancellation for TransactionConflict (another transaction on the same counter) is
-    retried after a random pause, then answered 503."""
-    for attempt in range(TRANSACTION_ATTEMPTS):
-        with translated("transaction"):
-            try:
-                with _transaction() as tx:
-                    build(tx)
-                return set()
-            except TransactWriteError as exc:
-                failed = failed_conditions(exc)
-                if failed:
-                    return failed
-                reasons = exc.cancellation_reasons or []
-                if not any(reason is not None and reason.code == "TransactionConflict" for reason in reasons):
-                    raise
-                if attempt == TRANSACTION_ATTEMPTS - 1:
-                    raise DependencyUnavailable("Too many changes at once, please retry",
-                                                code="DATABASE_UNAVAILABLE") from exc
-        time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-    raise AssertionError("unreachable")
+    return commit(build, attempts=TRANSACTION_ATTEMPTS, busy_message="Too many changes at once, please retry")
 
 
 class RepoRepository:
