@@ -43,7 +43,8 @@ from relay_cloud.domain.domains import (
 from relay_cloud.domain.errors import Conflict, NotFound, PaymentRequired, ValidationFailed
 from relay_cloud.domain.plans import PLANS, REQUIRED_PLAN
 from relay_cloud.domain.workspaces import DELETING, Workspace, WorkspaceStateConflict
-from relay_cloud.services.workspaces import owned_workspace, plan_of
+from relay_cloud.services.plans import plan_of
+from relay_cloud.services.workspaces import owned_workspace
 
 FEATURE = "custom_domains"
 CERTIFICATE_STATUS = {"pending": ISSUING, "active": ACTIVE, "failed": FAILED}  # provider → claim status

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from relay_cloud.domain.auth import Principal
-from relay_cloud.domain.errors import Conflict, NotFound, Unauthenticated, ValidationFailed, VaultError
-from relay_cloud.domain.plans import DEFAULT_TIER, PLANS, LimitReached, Plan, get_plan, limit_exceeded
+from relay_cloud.domain.errors import Conflict, NotFound, ValidationFailed, VaultError
+from relay_cloud.domain.plans import LimitReached, Plan, limit_exceeded
 from relay_cloud.domain.repos import (
     ADDED,
     DEFAULT_PER_PAGE,
@@ -33,6 +33,7 @@ from relay_cloud.domain.repos import (
     new_repo_id,
     parse_full_name,
 )
+from relay_cloud.services.plans import plan_of
 
 GITHUB = "github"
 CONNECTION_CREDENTIAL = "default"  # the github provider connection (device flow, repo scope)
@@ -56,12 +57,6 @@ class RepoService:
 
     def _now(self) -> int:
         return int(self.clock())
-
-    def _plan(self, user_id: str) -> Plan:
-        user = self.users.get(user_id)
-        if user is None:
-            raise Unauthenticated("Your account no longer exists", code="SESSION_EXPIRED")
-        return get_plan(user.plan) or PLANS[DEFAULT_TIER]
 
     # -- the GitHub token ------------------------------------------------------------------------
 
@@ -102,7 +97,7 @@ class RepoService:
     # -- listing ---------------------------------------------------------------------------------
 
     def list(self, principal: Principal) -> dict:
-        plan = self._plan(principal.user_id)
+        plan = plan_of(self.users, principal.user_id)
         repos = self.repos.list(principal.user_id)
         return {
             "repositories": [repo.to_public() for repo in repos],
@@ -134,7 +129,7 @@ class RepoService:
         if parsed is None:
             raise ValidationFailed("full_name must be a GitHub repository as owner/name", code="INVALID_REPO_NAME",
                                    field="full_name")
-        plan = self._plan(principal.user_id)
+        plan = plan_of(self.users, principal.user_id)
         token, source = self._token(principal.user_id, "add a repository")
         outcome, repo = self._add_one(principal.user_id, plan, token, source, parsed)
         if outcome == NOT_FOUND:
@@ -149,7 +144,7 @@ class RepoService:
             raise ValidationFailed(f"full_names must be a list of 1 to {MAX_BULK} strings", code="VALIDATION_FAILED",
                                    field="full_names")
         user_id = principal.user_id
-        plan = self._plan(user_id)
+        plan = plan_of(self.users, user_id)
         have = self.repos.list(user_id)
         by_name = {repo.full_name.lower(): repo for repo in have}
         by_github_id = {repo.github_id: repo for repo in have}

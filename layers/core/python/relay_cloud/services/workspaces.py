@@ -17,8 +17,8 @@ from typing import Callable
 
 from relay_cloud.domain.auth import Principal
 from relay_cloud.domain.compute import ProviderRejected, app_name_for
-from relay_cloud.domain.errors import DependencyUnavailable, Unauthenticated, ValidationFailed
-from relay_cloud.domain.plans import DEFAULT_TIER, PLANS, LimitReached, Plan, get_plan, limit_exceeded
+from relay_cloud.domain.errors import DependencyUnavailable, ValidationFailed
+from relay_cloud.domain.plans import LimitReached, limit_exceeded
 from relay_cloud.domain.workspaces import (
     COMPUTES,
     DEFAULT_EVENTS_PAGE,
@@ -47,6 +47,7 @@ from relay_cloud.domain.workspaces import (
     reconciled_status,
     valid_workspace_id,
 )
+from relay_cloud.services.plans import plan_of
 
 # Where the provider serves an app: <app>.<suffix>. Railway's host is the service domain it generates (the
 # provisioning's ``ips`` step records it; ``finish`` sets it).
@@ -331,14 +332,6 @@ def owned_workspace(workspaces, principal: Principal, workspace_id) -> Workspace
     if workspace is None or workspace.user_id != principal.user_id:
         raise WorkspaceNotFound()
     return workspace
-
-
-def plan_of(users, user_id: str) -> Plan:
-    """The caller's plan (the default tier for one we do not know); a deleted account ends the session."""
-    user = users.get(user_id)
-    if user is None:
-        raise Unauthenticated("Your account no longer exists", code="SESSION_EXPIRED")
-    return get_plan(user.plan) or PLANS[DEFAULT_TIER]
 
 
 def _teardown_attempt(execution_arn: str | None, workspace_id: str) -> int | None:
