@@ -20,6 +20,7 @@ from pathlib import Path
 import boto3
 import httpx
 
+from relay_cloud.domain.daemons import parse_daemon_key
 from relay_cloud.local.signin import sign_in
 from tests.e2e.conftest import SEEN_SECRETS
 from tests.e2e.test_cli_link import LinkProcess, cli_env
@@ -57,7 +58,7 @@ def link_machine(stack, user: httpx.Client, home: Path, name: str, allowed_provi
     finally:
         link.kill()
     saved = json.loads((home / "config.json").read_text())
-    SEEN_SECRETS.update({saved["api_key"], saved["private_key"], saved["api_key"].rsplit("_", 1)[1]})
+    SEEN_SECRETS.update({saved["api_key"], saved["private_key"], parse_daemon_key(saved["api_key"]).secret})
     return saved
 
 

@@ -30,7 +30,7 @@ def every_item(stack) -> str:
         start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
-def poll_login(user, login_id: str, until, timeout: float = 40) -> dict:
+def poll_login(user, login_id: str, until, daemon: DaemonProcess, timeout: float = 40) -> dict:
     deadline = time.monotonic() + timeout
     view = {}
     while time.monotonic() < deadline:
@@ -38,7 +38,8 @@ def poll_login(user, login_id: str, until, timeout: float = 40) -> dict:
         if until(view):
             return view
         time.sleep(0.3)
-    raise AssertionError(f"the login stayed {view}")
+    # The daemon's events (ids, counts and codes only) say where the login stopped.
+    raise AssertionError(f"the login stayed {view}; the daemon logged:\n{daemon.output()[-6000:]}")
 
 
 def test_claude_login_on_the_machine_keeps_the_token_there(local_stack, tmp_path):
@@ -55,7 +56,7 @@ def test_claude_login_on_the_machine_keeps_the_token_there(local_stack, tmp_path
         assert login["method"] == "workspace_login" and login["daemon_id"] == machine["daemon_id"]
         assert login["status"] == "pending" and login["stage"] == "waiting_for_machine"
 
-        prompted = poll_login(user, login["login_id"], lambda v: v.get("stage") == "awaiting_user")
+        prompted = poll_login(user, login["login_id"], lambda v: v.get("stage") == "awaiting_user", daemon)
         prompt = prompted["prompt"]
         assert prompt["url"].startswith("https://claude.ai/oauth/authorize?") and prompt["needs_code"] is True
         SEEN_SECRETS.add(prompt["url"].rsplit("state=", 1)[1])
@@ -64,7 +65,7 @@ def test_claude_login_on_the_machine_keeps_the_token_there(local_stack, tmp_path
         assert relayed.status_code == 202, relayed.text
         assert code not in relayed.text
 
-        done = poll_login(user, login["login_id"], lambda v: v["status"] != "pending")
+        done = poll_login(user, login["login_id"], lambda v: v["status"] != "pending", daemon)
         assert done["status"] == "connected", done
         anthropic = {p["id"]: p for p in user.get("/api/providers").json()["providers"]}["anthropic"]
         assert anthropic["connection"]["method"] == "workspace_login"
@@ -102,7 +103,7 @@ def test_a_login_whose_cli_is_missing_shows_cli_not_installed(local_stack, tmp_p
     try:
         started = write(user, "POST", "/api/providers/openai/connect", json={"method": "workspace_login"})
         assert started.status_code == 202, started.text
-        failed = poll_login(user, started.json()["login_id"], lambda v: v["status"] != "pending")
+        failed = poll_login(user, started.json()["login_id"], lambda v: v["status"] != "pending", daemon)
         assert failed["status"] == "error"
         assert failed["error"]["code"] == "CLI_NOT_INSTALLED" and "codex" in failed["error"]["message"]
         assert daemon.stop() == 0
