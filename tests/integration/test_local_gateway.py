@@ -8,8 +8,10 @@ import json
 import logging
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
+import httpx
 import pytest
 
 from functions.manifest import ScheduleSpec
@@ -220,6 +222,29 @@ def test_plan_catalog(http):
     assert len(response.json()["plans"]) == 4
     missing = http.get("/api/billing/plans/nope")
     assert missing.status_code == 404 and missing.json()["code"] == "PLAN_NOT_FOUND"
+
+
+def test_concurrent_requests_to_different_functions_each_see_their_own_event(local_stack):
+    """Powertools keeps the current event on a class shared by every function of the process; a request
+    must never be answered from another's event (a daemon's POST once read a concurrent GET's empty body)."""
+    grant = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": "relay-cloud-cli",
+             "device_code": "no-such-device-code"}
+
+    def post_body(_):  # daemons function: answers from the JSON body, invalid_request without it
+        with httpx.Client(base_url=local_stack.url, timeout=30) as client:
+            return [client.post("/api/daemons/link/token", json=grant).json().get("error") for _ in range(15)]
+
+    def get_without_body(_):  # meta and billing functions, no body at all
+        with httpx.Client(base_url=local_stack.url, timeout=30) as client:
+            return [client.get(path).status_code for _ in range(15) for path in ("/health", "/api/billing/plans")]
+
+    with ThreadPoolExecutor(8) as pool:
+        posts = [pool.submit(post_body, i) for i in range(4)]
+        gets = [pool.submit(get_without_body, i) for i in range(4)]
+        answers = [error for future in posts for error in future.result()]
+        statuses = {status for future in gets for status in future.result()}
+    assert answers == ["invalid_grant"] * 60
+    assert statuses == {200}
 
 
 def test_unknown_api_route_is_json_404(http):

@@ -242,13 +242,10 @@ class Gateway:
     def __init__(self) -> None:
         self._handlers: dict[str, object] = {}
         self._lock = threading.Lock()
-        # A Lambda instance serves one request at a time, and the Powertools resolver keeps the current
-        # event on the app object: one lock per function keeps each function to one request at a time.
-        self._instances: dict[str, threading.Lock] = {}
-
-    def _instance(self, spec) -> threading.Lock:
-        with self._lock:
-            return self._instances.setdefault(spec.name, threading.Lock())
+        # The Powertools resolver keeps the current event on the BaseRouter *class* (one request per
+        # process on Lambda): all functions share it here, so they take turns, one request at a time.
+        # With a lock per function, a daemon's POST once read the body of a concurrent providers GET.
+        self._invoking = threading.Lock()
 
     def _handler(self, spec):
         handler = self._handlers.get(spec.module)
@@ -276,7 +273,7 @@ class Gateway:
             request_id = event["requestContext"]["requestId"]
             try:
                 handler = self._handler(route.function)
-                with self._instance(route.function):
+                with self._invoking:
                     result = handler(event, LambdaContext(route.function, request_id))
                 response = map_result(result)
             except Exception as exc:  # what API Gateway answers when the function fails
