@@ -20,14 +20,18 @@ STANDINS = Path(__file__).resolve().parents[1] / "standins"
 
 
 class Reports:
-    def __init__(self) -> None:
+    """The cloud's side of the reports; ``accept=False`` plays a cloud that refuses them (the command gone)."""
+
+    def __init__(self, accept: bool = True) -> None:
         self.items: list[tuple[str, dict]] = []
         self.prompted = threading.Event()
+        self.accept = accept
 
-    def __call__(self, command_id: str, body: dict) -> None:
+    def __call__(self, command_id: str, body: dict) -> bool:
         self.items.append((command_id, json.loads(json.dumps(body))))
         if body["status"] == "running":
             self.prompted.set()
+        return self.accept
 
     def text(self) -> str:
         return json.dumps(self.items)
@@ -130,6 +134,16 @@ def test_cancel_stops_the_cli_and_reports_login_cancelled(tmp_path):
     assert run.wait(15)
     assert reports.items[-1][1] == {"status": "failed", "error": {"code": "LOGIN_CANCELLED",
                                                                 "message": "the login was cancelled"}}
+
+
+def test_a_prompt_the_cloud_refuses_stops_the_cli_at_once(tmp_path):
+    reports = Reports(accept=False)  # e.g. the login command expired: nobody would ever see the prompt
+    run = runner("anthropic", tmp_path, reports)  # its own timeout is 30 s: finishing within 15 is not it
+    run.start()
+    assert run.wait(15)
+    assert [body["status"] for _, body in reports.items] == ["running", "failed"]
+    assert reports.items[-1][1]["error"] == {"code": "LOGIN_FAILED", "message": "the prompt could not be relayed"}
+    assert logins.load_token(tmp_path, "anthropic") is None
 
 
 def test_a_login_not_completed_in_time_is_login_timeout(tmp_path):

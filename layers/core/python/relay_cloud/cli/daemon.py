@@ -252,24 +252,25 @@ class Daemon:
         runner.submit_code(code)
         self.report(command_id, {"status": "succeeded", "output": {}})
 
-    def report(self, command_id: str, body: dict) -> None:
-        """POST the command's progress or result; retried with backoff on network errors and 5xx. Called
-        from login threads too (httpx clients are thread-safe)."""
+    def report(self, command_id: str, body: dict) -> bool:
+        """POST the command's progress or result; retried with backoff on network errors and 5xx. Whether
+        the cloud took it. Called from login threads too (httpx clients are thread-safe)."""
         path = RESULT_PATH.format(command_id=command_id)
         for attempt in range(REPORT_ATTEMPTS):
             try:
                 self.call("POST", path, json=body)
                 self.log("command_reported", command_id=command_id, status=body.get("status"))
-                return
+                return True
             except Retryable as exc:
                 self.log("report_retry", command_id=command_id, reason=str(exc))
                 self.sleep(self.random(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)))
             except Rejected as exc:  # 404 unknown or 410 expired: nothing left to report to
                 self.log("report_rejected", command_id=command_id, status=exc.status, code=exc.code)
-                return
+                return False
             except Unlinked:
-                return  # the main loop sees the 401 on its next request and exits
+                return False  # the main loop sees the 401 on its next request and exits
         self.log("report_abandoned", command_id=command_id)
+        return False
 
     # -- the loop -----------------------------------------------------------------------------------------
 

@@ -33,8 +33,9 @@ MAX_URL_LENGTH = 2048
 MAX_OUTPUT_CHARS = 256 * 1024  # what we keep of the CLI's output to parse (in memory only, never sent)
 TERMINAL_COLUMNS = 1000  # wide enough that no CLI wraps its login URL or token across lines
 STOP_GRACE_SECONDS = 5
+EXIT_QUIET_POLLS = 5  # 0.1 s selects with nothing to read after the CLI exited before calling it closed
 
-Report = Callable[[str, dict], None]  # (command_id, {"status", "output"?, "error"?})
+Report = Callable[[str, dict], bool]  # (command_id, {"status", "output"?, "error"?}) -> the cloud took it
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,7 @@ class LoginRunner:
         code_sent = False
         pending_code: str | None = None
         closed = False
+        quiet_after_exit = 0
         while True:
             if self._cancelled.is_set():
                 return "failed", None, dict(self._cancel_error)
@@ -236,13 +238,18 @@ class LoginRunner:
                     else:
                         closed = True
                 elif exited:
-                    closed = True  # exited and nothing more to read (a child of its may hold the terminal)
+                    # Exited and nothing to read for a while: done, though a child of its may still hold
+                    # the terminal open. A while, not one select: the kernel passes the last output on late.
+                    quiet_after_exit += 1
+                    closed = quiet_after_exit >= EXIT_QUIET_POLLS
             if prompt is None:
                 prompt = parse_prompt(text, spec.hosts)
                 if prompt is not None:
                     self.log("login_awaiting_user", login_id=self.login_id, needs_code=prompt.needs_code,
                              user_code=bool(prompt.user_code))
-                    self.report(self.command_id, {"status": "running", "output": prompt.output()})
+                    if not self.report(self.command_id, {"status": "running", "output": prompt.output()}):
+                        # Nobody will see the prompt (the command is gone, or the cloud unreachable): stop.
+                        return "failed", None, {"code": "LOGIN_FAILED", "message": "the prompt could not be relayed"}
             if pending_code is None and not code_sent:
                 try:
                     pending_code = self._codes.get_nowait()
