@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from relay_cloud.adapters.dynamo import keys
-from relay_cloud.adapters.dynamo.models import Item, RepoItem, UsageItem, WorkspaceItem
+from relay_cloud.adapters.dynamo.models import Item, RepoItem, WorkspaceItem
 from relay_cloud.adapters.dynamo.repos import RepoRepository
 from relay_cloud.adapters.dynamo.workspaces import WorkspaceRepository
 from relay_cloud.domain.compute import app_name_for
@@ -49,10 +49,8 @@ def added_repo(user_id: str, github_id: int) -> Repo:
 
 
 def slots(user_id: str) -> int:
-    try:
-        return int(UsageItem.get(keys.user_pk(user_id), keys.usage_sk("workspaces"), consistent_read=True).count)
-    except UsageItem.DoesNotExist:
-        return 0
+    """The plan slots the user's workspaces hold (the usage counter, read consistently)."""
+    return WorkspaceRepository().reserved_slots(user_id)
 
 
 def attached(user_id: str, repo_id: str) -> str | None:

@@ -167,9 +167,13 @@ class FakeOwnedWorkspaces:
 
     def __init__(self):
         self.statuses: dict[str, dict[str, str]] = {}  # user_id → {workspace_id: status}
+        self.slots: dict[str, int] = {}  # user_id → plan slots held (read consistently)
 
     def owned_by(self, user_id):
         return [SimpleNamespace(workspace_id=w, status=s) for w, s in self.statuses.get(user_id, {}).items()]
+
+    def reserved_slots(self, user_id):
+        return self.slots.get(user_id, 0)
 
 
 def test_delete_account_is_refused_while_workspaces_exist_and_keeps_everything(svc):
@@ -193,7 +197,13 @@ def test_delete_account_is_refused_while_workspaces_exist_and_keeps_everything(s
         svc.delete_account(who, "octocat")
     assert waiting.value.body()["error"].startswith("Your workspace is still being deleted")
 
-    svc.workspaces.statuses[who.user_id] = {}  # the teardown deleted the items
+    svc.workspaces.statuses[who.user_id] = {}
+    svc.workspaces.slots[who.user_id] = 1  # just created: its slot is counted, the owner index lags
+    with pytest.raises(Conflict) as lagging:
+        svc.delete_account(who, "octocat")
+    assert lagging.value.body()["code"] == "WORKSPACES_EXIST" and lagging.value.body()["count"] == 1
+
+    svc.workspaces.slots[who.user_id] = 0  # the teardown deleted the items and released the slot
     svc.delete_account(who, "octocat")
     assert svc.users.users == {} and done.user.user_id in svc.vault.shredded
 

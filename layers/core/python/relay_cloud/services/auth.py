@@ -218,11 +218,11 @@ class AuthService:
         delete it again). Deleting the account first would leave them running, and billing, unowned."""
         if self.workspaces is None:
             return
-        left = self.workspaces.owned_by(user.user_id)
-        if not left:
+        left = self.workspaces.owned_by(user.user_id)  # eventually consistent: the slots cover its lag
+        count = max(len(left), self.workspaces.reserved_slots(user.user_id))
+        if not count:
             return
         deleting = sum(1 for workspace in left if workspace.status == DELETING)
-        count = len(left)
         message = (f"You still have {count} workspace{'s' if count != 1 else ''}. Delete your workspaces first "
                    "(Workspaces page), then delete your account.")
         if deleting == count:

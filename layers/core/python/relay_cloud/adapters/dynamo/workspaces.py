@@ -117,6 +117,11 @@ class WorkspaceRepository:
                 keys.owner_gsi_pk(user_id), WorkspaceItem.gsi1sk.startswith(keys.WORKSPACE_GSI_PREFIX))
             return [_workspace(item) for item in items]
 
+    def reserved_slots(self, user_id: str) -> int:
+        """Plan slots the user's workspaces hold: the usage counter their create transaction moved, read
+        consistently (the owner index may not show a workspace created a moment ago)."""
+        return usage.UsageRepository().used(user_id, RESOURCE)
+
     def reconcilable(self) -> list[Workspace]:
         """Every workspace the reconcile schedule watches (running or moving), from the sparse index."""
         with translated("query"):
