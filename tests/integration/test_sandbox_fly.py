@@ -86,6 +86,9 @@ def test_app_names_are_unique_across_every_organization(fly):
     assert fly.get("/v1/apps/ws-missing").status_code == 404
     assert fly.get("/v1/apps/ws-missing").json() == {"error": "app not found"}
     assert fly.stranger.get("/v1/apps/ws-abc123/machines").status_code == 403
+    assert fly.stranger.delete("/v1/apps/ws-abc123").status_code == 403
+    assert fly.get("/v1/apps/ws-abc123").status_code == 200  # still there
+    assert fly.delete("/v1/apps/ws-missing").status_code == 404
     assert fly.get("/v1/apps", params={"org_slug": ORG}).json()["total_apps"] == 1
 
 

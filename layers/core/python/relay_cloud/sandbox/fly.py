@@ -162,8 +162,8 @@ class FlySandbox(Sandbox):
 
         self.route("POST", "/v1/apps", self._api(self.create_app))
         self.route("GET", "/v1/apps", self._api(self.list_apps))
-        self.route("GET", "/v1/apps/{app}", self._api(self.get_app))
-        self.route("DELETE", "/v1/apps/{app}", self._api(self.delete_app))
+        self.route("GET", "/v1/apps/{app}", self._app_api(self.get_app))
+        self.route("DELETE", "/v1/apps/{app}", self._app_api(self.delete_app))
 
         self.route("GET", "/v1/apps/{app}/machines", self._app_api(self.list_machines))
         self.route("POST", "/v1/apps/{app}/machines", self._app_api(self.create_machine))
@@ -263,27 +263,14 @@ class FlySandbox(Sandbox):
             apps = [self._app_summary(app) for app in self._apps.values() if app.org_slug == org]
         return json_response({"total_apps": len(apps), "apps": apps})
 
-    def get_app(self, request: Request, org: str) -> Response:
-        with self._lock:
-            app = self._apps.get(request.params["app"])
-            if app is None:
-                return _error("app not found", 404)
-            if app.org_slug != org:  # the name exists, in an org this token cannot see
-                return _error("unauthorized", 403)
-            self._advance_all(app)
-            body = self._app_summary(app)
-            body["status"] = "deployed" if any(m.state == "started" for m in app.machines.values()) else "pending"
-            body["organization"] = {"name": app.org_slug, "slug": app.org_slug}
+    def get_app(self, request: Request, app: App) -> Response:
+        body = self._app_summary(app)
+        body["status"] = "deployed" if any(m.state == "started" for m in app.machines.values()) else "pending"
+        body["organization"] = {"name": app.org_slug, "slug": app.org_slug}
         return json_response(body)
 
-    def delete_app(self, request: Request, org: str) -> Response:
-        with self._lock:
-            app = self._apps.get(request.params["app"])
-            if app is None:
-                return _error("app not found", 404)
-            if app.org_slug != org:
-                return _error("unauthorized", 403)
-            del self._apps[app.name]  # machines, volumes, IPs, certificates and secrets go with it
+    def delete_app(self, request: Request, app: App) -> Response:
+        del self._apps[app.name]  # machines, volumes, IPs, certificates and secrets go with it
         return Response(202)
 
     @staticmethod
